@@ -1,0 +1,11 @@
+"""minidl: a deep-learning framework from scratch on NumPy and CuPy.
+
+This file is the table of contents: every public name of ../shared/API.md.
+"""
+from .tensor import Tensor, tensor, no_grad, enable_grad, is_grad_enabled, manual_seed
+from .creation import zeros, ones, randn, rand, arange, zeros_like, ones_like
+from .ops.math import cat, stack
+from .gradcheck import gradcheck, GradcheckError
+from .backend import cuda_is_available
+
+__version__ = "0.1.0"
