@@ -204,8 +204,9 @@ def _accumulate_leaf(t, g):
 
 def _release(fn):
     """Drop everything the function saved, and its links into the graph."""
+    generation = fn.generation
     fn.__dict__.clear()
-    fn.released = True
+    fn.generation, fn.released = generation, True
 
 
 # ----------------------------------------------------------------------------
