@@ -18,7 +18,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=["minidl", "minidl.ops", "minidl.nn", "minidl.models", "minidl.data",
-              "minidl.testing", "minidl.kernels"],
+              "minidl.testing", "minidl.kernels", "minidl.bench"],
     package_dir={"minidl.kernels": "kernels"},
     package_data={"minidl.kernels": ["*.cu", "*.h"], "minidl.testing": ["*.h"]},
     install_requires=["numpy>=1.23", "numba>=0.57"],

@@ -9,3 +9,5 @@ from .gradcheck import gradcheck, GradcheckError
 from .backend import cuda_is_available
 
 __version__ = "0.1.0"
+from . import nn
+from .io import save, load

@@ -1,5 +1,402 @@
-"""Placeholder: conv2d is being written (issue 3)."""
+"""2-D convolution: the formula, a naive reference, and im2col + GEMM.
+
+Formula (PyTorch's conv2d, a cross-correlation). Input x (N, C, H, W), weight
+w (O, C_g, kh, kw) with C_g = C / groups, bias b (O,), output y (N, O, OH, OW):
+
+    y[n, o, i, j] = b[o] + sum_{c < C_g, p < kh, q < kw}
+                    w[o, c, p, q] * xpad[n, g*C_g + c, i*sh + p*dh, j*sw + q*dw]
+
+where g = o // (O / groups) is the group of output channel o, xpad is x with
+pad_top/pad_left zeros before (and pad_bottom/pad_right after) each image,
+(sh, sw) the stride and (dh, dw) the dilation, and
+
+    OH = (H + pad_top + pad_bottom - dh*(kh - 1) - 1) // sh + 1    (OW alike).
+
+im2col turns the convolution into one matrix product per image. It copies
+every input window into a column:
+
+    col[n, (c*kh + p)*kw + q, i*OW + j] = xpad[n, c, i*sh + p*dh, j*sw + q*dw]
+
+so col[n] is (K, OH*OW) with K = C*kh*kw, and for groups = 1
+
+    y[n] = w.reshape(O, K) @ col[n]            (O, OH*OW), already NCHW order.
+
+With groups, the rows of col[n] and of w split into `groups` blocks and the
+product is a batched matmul (G, O_g, K_g) @ (N, G, K_g, OH*OW). Backward:
+
+    gcol[n] = w.reshape(O, K).T @ gy[n]      gx = col2im(gcol)  (adjoint of im2col)
+    gw      = sum_n gy[n] @ col[n].T          gb = gy.sum over (n, i, j)
+
+Design choices, measured on the 2-core CPU (float32, see
+benchmarks/conv_timing.py):
+* The column buffer is RECOMPUTED in backward (as Chainer does), not kept
+  from forward. Keeping it would hold K*OH*OW floats per image for every conv
+  layer of a network until its backward (VGG-16 at batch 8: over 2 GB), and
+  chunking could not bound it. Recomputing costs one more im2col: about 5%
+  of forward+backward on VGG conv3_1.
+* On the CPU the column buffer is one cached workspace per thread, reused by
+  every call: a fresh 100 MB array is returned to the OS by glibc after each
+  call and page-faults back in on the next (measured 1.3-1.8x on whole
+  forward+backward). The batch is processed in chunks of images so that the
+  buffer stays under COL_BUFFER_BYTES (a chunk is at least one image).
+* A 1x1 convolution with stride 1, no padding and no dilation is a plain
+  GEMM: col[n] is x[n].reshape(C, H*W), so im2col is skipped.
+* col2im on the CPU is a scatter that gives each (n, c) plane to one thread
+  (no races); the CUDA twin is a gather, one thread per input pixel. Both
+  add the contributions to a pixel in the same order, (p, q) ascending, so
+  they agree bit for bit.
+"""
+import math
+import threading
+from collections import namedtuple
+
+import numpy as np
+
+from .. import cuda
+from ..backend import get_array_module
+from ..jit import njit, prange
+from ..tensor import Function, as_tensor
+
+COL_BUFFER_BYTES = 256 * 2**20   # bound on the column buffer (tests lower it)
+
+Geometry = namedtuple("Geometry", "kh kw sh sw pad_top pad_bottom pad_left pad_right dh dw OH OW")
 
 
+# ----------------------------------------------------------------------------
+# naive reference: the formula as loops (the test oracle, and the first read)
+# ----------------------------------------------------------------------------
+def conv2d_naive(x, w, b, geo, groups):
+    """y from the formula with one loop per output element (NumPy, slow)."""
+    N, C, H, W = x.shape
+    O, Cg = w.shape[:2]
+    Og = O // groups
+    xpad = np.pad(x, ((0, 0), (0, 0), (geo.pad_top, geo.pad_bottom), (geo.pad_left, geo.pad_right)))
+    y = np.zeros((N, O, geo.OH, geo.OW), dtype=x.dtype)
+    for n in range(N):
+        for o in range(O):
+            g = o // Og
+            for i in range(geo.OH):
+                for j in range(geo.OW):
+                    total = 0.0 if b is None else b[o]
+                    for c in range(Cg):
+                        for p in range(geo.kh):
+                            for q in range(geo.kw):
+                                total += (w[o, c, p, q] *
+                                          xpad[n, g * Cg + c, i * geo.sh + p * geo.dh, j * geo.sw + q * geo.dw])
+                    y[n, o, i, j] = total
+    return y
+
+
+def conv2d_naive_backward(x, w, gy, geo, groups):
+    """(gx, gw, gb) by the chain rule on the loops of conv2d_naive: each term
+    w * xpad of y[n, o, i, j] sends gy * w to xpad and gy * xpad to w."""
+    N, C, H, W = x.shape
+    O, Cg = w.shape[:2]
+    Og = O // groups
+    xpad = np.pad(x, ((0, 0), (0, 0), (geo.pad_top, geo.pad_bottom), (geo.pad_left, geo.pad_right)))
+    gxpad, gw = np.zeros_like(xpad), np.zeros_like(w)
+    for n in range(N):
+        for o in range(O):
+            g = o // Og
+            for i in range(geo.OH):
+                for j in range(geo.OW):
+                    for c in range(Cg):
+                        for p in range(geo.kh):
+                            for q in range(geo.kw):
+                                at = (n, g * Cg + c, i * geo.sh + p * geo.dh, j * geo.sw + q * geo.dw)
+                                gxpad[at] += gy[n, o, i, j] * w[o, c, p, q]
+                                gw[o, c, p, q] += gy[n, o, i, j] * xpad[at]
+    gx = gxpad[:, :, geo.pad_top:geo.pad_top + H, geo.pad_left:geo.pad_left + W]
+    return gx, gw, gy.sum(axis=(0, 2, 3))
+
+
+def im2col_naive(x, geo):
+    """col (N, C*kh*kw, OH*OW) from its definition, one element at a time."""
+    N, C, H, W = x.shape
+    xpad = np.pad(x, ((0, 0), (0, 0), (geo.pad_top, geo.pad_bottom), (geo.pad_left, geo.pad_right)))
+    col = np.empty((N, C * geo.kh * geo.kw, geo.OH * geo.OW), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for p in range(geo.kh):
+                for q in range(geo.kw):
+                    for i in range(geo.OH):
+                        for j in range(geo.OW):
+                            col[n, (c * geo.kh + p) * geo.kw + q, i * geo.OW + j] = \
+                                xpad[n, c, i * geo.sh + p * geo.dh, j * geo.sw + q * geo.dw]
+    return col
+
+
+# ----------------------------------------------------------------------------
+# fast CPU loops (Numba); their CUDA twins are kernels/conv.cu, same names
+# ----------------------------------------------------------------------------
+@njit(inline="always")
+def _valid_columns(q, sw, pw, dw, W, OW):
+    """off, j0, j1: input column j*sw + off for output column j (off = q*dw - pw),
+    and [j0, j1) the output columns j for which it lies inside [0, W)."""
+    off = q * dw - pw
+    j0 = min(OW, max(0, (sw - 1 - off) // sw))          # first j with j*sw + off >= 0
+    j1 = max(j0, min(OW, (W - off + sw - 1) // sw))     # first j with j*sw + off >= W
+    return off, j0, j1
+
+
+@njit(parallel=True)
+def im2col(x, col, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
+    """Fill col (N, C*kh*kw, OH*OW) from x (N, C, H, W), C-contiguous both:
+    col[n, (c*kh + p)*kw + q, i*OW + j] = x[n, c, i*sh - ph + p*dh, j*sw - pw + q*dw],
+    0 in the padding. Parallel over the N*C input planes; plane nc = n*C + c
+    fills the kh*kw rows nc*kh*kw ... of col seen as (N*C*kh*kw, OH*OW)."""
+    N, C, H, W = x.shape
+    planes = x.reshape(N * C, H * W)                      # (N*C, H*W)
+    rows = col.reshape(N * C * kh * kw, OH * OW)          # (N*K, OH*OW)
+    for nc in prange(N * C):
+        src = planes[nc]                                  # (H*W,)
+        for p in range(kh):
+            for q in range(kw):
+                dst = rows[(nc * kh + p) * kw + q]        # (OH*OW,)
+                off, j0, j1 = _valid_columns(q, sw, pw, dw, W, OW)
+                for i in range(OH):
+                    ih = i * sh - ph + p * dh             # input row of output row i
+                    out = i * OW
+                    if ih < 0 or ih >= H:                 # the whole row is padding
+                        for j in range(OW):
+                            dst[out + j] = 0
+                        continue
+                    for j in range(j0):                   # left padding
+                        dst[out + j] = 0
+                    for j in range(j0, j1):               # inside: a strided copy
+                        dst[out + j] = src[ih * W + j * sw + off]
+                    for j in range(j1, OW):               # right padding
+                        dst[out + j] = 0
+
+
+@njit(parallel=True)
+def col2im(col, x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
+    """x (N, C, H, W) = the adjoint of im2col: each pixel gets the sum of the
+    col entries im2col copied from it. A scatter in (p, q, i, j) order; plane
+    nc is one parallel iteration and reads only its own kh*kw rows, so no two
+    threads write the same pixel."""
+    N, C, H, W = x.shape
+    planes = x.reshape(N * C, H * W)                      # (N*C, H*W)
+    rows = col.reshape(N * C * kh * kw, OH * OW)          # (N*K, OH*OW)
+    for nc in prange(N * C):
+        dst = planes[nc]                                  # (H*W,)
+        dst[:] = 0
+        for p in range(kh):
+            for q in range(kw):
+                src = rows[(nc * kh + p) * kw + q]        # (OH*OW,)
+                off, j0, j1 = _valid_columns(q, sw, pw, dw, W, OW)
+                for i in range(OH):
+                    ih = i * sh - ph + p * dh
+                    if ih < 0 or ih >= H:
+                        continue
+                    for j in range(j0, j1):
+                        dst[ih * W + j * sw + off] += src[i * OW + j]
+
+
+# ----------------------------------------------------------------------------
+# GPU twins: the same loops as CUDA kernels (kernels/conv.cu), one thread per
+# output element; they run on CuPy arrays, or on NumPy ones in the host harness
+# ----------------------------------------------------------------------------
+def _kernel_args(total, x, geo):
+    """The scalar arguments shared by both kernels, typed as their C signature."""
+    H, W = x.shape[2:]
+    return (np.int64(total),) + tuple(np.int32(v) for v in (
+        H, W, geo.kh, geo.kw, geo.sh, geo.sw, geo.pad_top, geo.pad_left, geo.dh, geo.dw, geo.OH, geo.OW))
+
+
+def im2col_gpu(x, col, geo):
+    """col (N, C*kh*kw, OH*OW) from x (N, C, H, W): one thread per col element."""
+    cuda.launch("conv.cu", "im2col", col.size, (x, col) + _kernel_args(col.size, x, geo), x.dtype)
+
+
+def col2im_gpu(col, x, geo):
+    """x (N, C, H, W) from col: a gather, one thread per pixel of x."""
+    cuda.launch("conv.cu", "col2im", x.size, (col, x) + _kernel_args(x.size, x, geo), x.dtype)
+
+
+def _im2col(x, col, geo):
+    if cuda.use_gpu_path(x):
+        im2col_gpu(x, col, geo)
+    else:
+        im2col(x, col, geo.kh, geo.kw, geo.sh, geo.sw, geo.pad_top, geo.pad_left,
+               geo.dh, geo.dw, geo.OH, geo.OW)
+
+
+def _col2im(col, x, geo):
+    if cuda.use_gpu_path(x):
+        col2im_gpu(col, x, geo)
+    else:
+        col2im(col, x, geo.kh, geo.kw, geo.sh, geo.sw, geo.pad_top, geo.pad_left,
+               geo.dh, geo.dw, geo.OH, geo.OW)
+
+
+# ----------------------------------------------------------------------------
+# the column buffer: one cached workspace per thread on the CPU
+# ----------------------------------------------------------------------------
+_workspace = threading.local()
+
+
+def _col_buffer(xp, shape, dtype):
+    """Scratch array of ``shape``. CuPy's memory pool already reuses blocks;
+    on the CPU, reuse one growing byte buffer instead of page-faulting a new one."""
+    if xp is not np:
+        return xp.empty(shape, dtype=dtype)
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    buf = getattr(_workspace, "buf", None)
+    if buf is None or buf.nbytes < nbytes:
+        buf = _workspace.buf = np.empty(nbytes, dtype=np.uint8)
+    return buf[:nbytes].view(dtype).reshape(shape)
+
+
+# ----------------------------------------------------------------------------
+# the differentiable op
+# ----------------------------------------------------------------------------
+class Conv2d(Function):
+    """y = conv2d(x, w[, b]) by im2col + GEMM; the formula is in the module docstring."""
+
+    def __init__(self, geo, groups):
+        self.geo, self.groups = geo, groups
+        # 1x1 kernel, stride 1, no padding, no dilation: col[n] is x[n] (C, H*W)
+        self.plain_gemm = (geo.kh, geo.kw, geo.sh, geo.sw, geo.dh, geo.dw) == (1,) * 6 and \
+            (geo.pad_top, geo.pad_bottom, geo.pad_left, geo.pad_right) == (0,) * 4
+
+    def _chunks(self, x):
+        """[(n0, n1), ...]: runs of images whose columns fit in COL_BUFFER_BYTES."""
+        N, C = x.shape[:2]
+        per_image = C * self.geo.kh * self.geo.kw * self.geo.OH * self.geo.OW * x.itemsize
+        step = N if self.plain_gemm else max(1, COL_BUFFER_BYTES // max(per_image, 1))
+        return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)]
+
+    def _columns(self, x, n0, n1):
+        """col of images n0..n1 as (nb, G, K_g, OH*OW), K_g = C_g*kh*kw."""
+        nb, C, G, L = n1 - n0, x.shape[1], self.groups, self.geo.OH * self.geo.OW
+        if self.plain_gemm:
+            return x[n0:n1].reshape(nb, G, C // G, L)             # a view, no copy
+        col = _col_buffer(get_array_module(x), (nb, C * self.geo.kh * self.geo.kw, L), x.dtype)
+        _im2col(x[n0:n1], col, self.geo)                          # (nb, K, L)
+        return col.reshape(nb, G, -1, L)
+
+    def forward(self, x, w, b=None):
+        xp = get_array_module(x)
+        x = xp.ascontiguousarray(x)                               # (N, C, H, W)
+        N, O, G, L = x.shape[0], w.shape[0], self.groups, self.geo.OH * self.geo.OW
+        w3 = w.reshape(G, O // G, -1)                             # (G, O_g, K_g)
+        y = xp.empty((N, O, self.geo.OH, self.geo.OW), dtype=x.dtype)
+        for n0, n1 in self._chunks(x):
+            col = self._columns(x, n0, n1)                        # (nb, G, K_g, L)
+            xp.matmul(w3, col, out=y[n0:n1].reshape(n1 - n0, G, O // G, L))
+        if b is not None:
+            y += b.reshape(1, O, 1, 1)                            # (N, O, OH, OW)
+        self.x, self.w, self.has_bias = x, w, b is not None
+        return y
+
+    def backward(self, gy):
+        x, w, geo, G = self.x, self.w, self.geo, self.groups
+        xp = get_array_module(gy)
+        need_x, need_w = self.needs_input_grad[:2]
+        N, O, L = x.shape[0], w.shape[0], geo.OH * geo.OW
+        gy4 = xp.ascontiguousarray(gy).reshape(N, G, O // G, L)   # (N, G, O_g, L)
+        wT = w.reshape(G, O // G, -1).transpose(0, 2, 1)          # (G, K_g, O_g), a view
+        Kg = wT.shape[1]
+        gx = xp.empty_like(x) if need_x else None                 # (N, C, H, W)
+        gw = xp.zeros((G, O // G, Kg), dtype=w.dtype) if need_w else None
+        for n0, n1 in self._chunks(x):
+            g = gy4[n0:n1]                                        # (nb, G, O_g, L)
+            if need_w:
+                col = self._columns(x, n0, n1)                    # (nb, G, K_g, L), recomputed
+                for k in range(n1 - n0):
+                    gw += xp.matmul(g[k], col[k].transpose(0, 2, 1))   # (G, O_g, K_g)
+            if need_x and self.plain_gemm:                        # col2im is the identity
+                xp.matmul(wT, g, out=gx[n0:n1].reshape(n1 - n0, G, Kg, L))
+            elif need_x:
+                gcol = _col_buffer(xp, (n1 - n0, G, Kg, L), x.dtype)   # col's memory, reused
+                xp.matmul(wT, g, out=gcol)                        # (nb, G, K_g, L)
+                _col2im(gcol.reshape(n1 - n0, G * Kg, L), gx[n0:n1], geo)
+        grads = (gx, None if gw is None else gw.reshape(w.shape))
+        if self.has_bias:
+            grads += (gy.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None,)
+        return grads
+
+
+# ----------------------------------------------------------------------------
+# the public function: argument checks, then the op
+# ----------------------------------------------------------------------------
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    raise NotImplementedError("conv2d is not written yet")
+    """2-D convolution of x (N, C, H, W) with weight (O, C/groups, kh, kw).
+
+    stride, dilation: int or (h, w), >= 1. padding: int or (h, w) >= 0, or
+    "valid" (0) or "same" (output size = input size; stride 1 only; with an
+    even kernel the extra row/column goes to the bottom/right, as PyTorch).
+    bias: (O,) or None. Returns (N, O, OH, OW); see the module docstring.
+    """
+    x, weight = as_tensor(x), as_tensor(weight)
+    bias = None if bias is None else as_tensor(bias)
+    geo = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups)
+    for name, t in (("input", x), ("weight", weight), ("bias", bias)):
+        if t is not None and t.dtype not in (np.float32, np.float64):
+            raise TypeError(f"conv2d: {name} must be float32 or float64, got {t.dtype} "
+                            f"(shape {tuple(t.shape)})")
+        if t is not None and t.dtype != x.dtype:
+            raise ValueError(f"conv2d: {name} dtype {t.dtype} (shape {tuple(t.shape)}) differs "
+                             f"from input dtype {x.dtype} (shape {tuple(x.shape)}); convert one")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"conv2d: bias must have shape ({weight.shape[0]},) (out_channels of "
+                         f"weight {tuple(weight.shape)}), got {tuple(bias.shape)}")
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    return Conv2d(geo, groups)(*inputs)
+
+
+def _pair(value, name):
+    """int or 2-sequence of ints -> (h, w); TypeError otherwise."""
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2 or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair):
+        raise TypeError(f"conv2d: {name} must be an int or a pair of ints, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def conv_geometry(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
+    """Check the arguments of conv2d and return its Geometry (ValueError/TypeError)."""
+    x_shape, w_shape = tuple(x_shape), tuple(w_shape)
+    if len(x_shape) != 4:
+        raise ValueError(f"conv2d: input must be 4-D (N, C, H, W), got shape {x_shape}")
+    if len(w_shape) != 4:
+        raise ValueError(f"conv2d: weight must be 4-D (out_channels, in_channels/groups, kH, kW), "
+                         f"got shape {w_shape}")
+    (N, C, H, W), (O, Cg, kh, kw) = x_shape, w_shape
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"conv2d: groups must be an int >= 1, got {groups!r}")
+    if C % groups:
+        raise ValueError(f"conv2d: in_channels {C} (input shape {x_shape}) is not divisible "
+                         f"by groups={groups}")
+    if O % groups:
+        raise ValueError(f"conv2d: out_channels {O} (weight shape {w_shape}) is not divisible "
+                         f"by groups={groups}")
+    if Cg != C // groups:
+        raise ValueError(f"conv2d: weight shape {w_shape} has {Cg} channels per group, but input "
+                         f"shape {x_shape} with groups={groups} needs {C // groups}")
+    (sh, sw), (dh, dw) = _pair(stride, "stride"), _pair(dilation, "dilation")
+    if min(sh, sw) < 1 or min(dh, dw) < 1:
+        raise ValueError(f"conv2d: stride and dilation must be >= 1, got stride={stride!r}, "
+                         f"dilation={dilation!r}")
+    if padding == "same":
+        if (sh, sw) != (1, 1):
+            raise ValueError(f"conv2d: padding='same' needs stride 1, got stride={stride!r}")
+        span_h, span_w = dh * (kh - 1), dw * (kw - 1)     # total padding; extra at bottom/right
+        pads = (span_h // 2, span_h - span_h // 2, span_w // 2, span_w - span_w // 2)
+    elif padding == "valid":
+        pads = (0, 0, 0, 0)
+    elif isinstance(padding, str):
+        raise ValueError(f"conv2d: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+    else:
+        ph, pw = _pair(padding, "padding")
+        if min(ph, pw) < 0:
+            raise ValueError(f"conv2d: padding must be >= 0, got {padding!r}")
+        pads = (ph, ph, pw, pw)
+    Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
+    if dh * (kh - 1) + 1 > Hp or dw * (kw - 1) + 1 > Wp or kh < 1 or kw < 1:
+        raise ValueError(f"conv2d: kernel {kh}x{kw} (weight shape {w_shape}, dilation ({dh}, {dw})) "
+                         f"spans {dh * (kh - 1) + 1}x{dw * (kw - 1) + 1}, larger than the padded "
+                         f"input {Hp}x{Wp} (input shape {x_shape}, padding {padding!r})")
+    OH, OW = (Hp - dh * (kh - 1) - 1) // sh + 1, (Wp - dw * (kw - 1) - 1) // sw + 1
+    return Geometry(kh, kw, sh, sw, *pads, dh, dw, OH, OW)

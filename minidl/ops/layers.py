@@ -1,14 +1,222 @@
-"""Placeholder: linear, dropout, batch_norm are being written (issue 5)."""
+"""The layer operations: linear (fully connected), dropout, batch normalization.
+
+Each is ONE Function with its forward and its closed-form backward side by
+side, written against ``xp`` (NumPy or CuPy). The public functions at the
+bottom (``linear``, ``dropout``, ``batch_norm``) check their arguments and
+are what ``minidl.nn.functional`` exports.
+"""
+import numbers
+
+import numpy as np
+
+from ..backend import device_of, get_array_module, to_device
+from ..tensor import Function, Tensor, default_rng
 
 
+# ----------------------------------------------------------------------------
+# linear
+# ----------------------------------------------------------------------------
+class Linear(Function):
+    """y = x W^T + b.   x: (..., in), W: (out, in), b: (out,) -> y: (..., out).
+
+    With x2 = x viewed as (M, in) and gy2 = gy viewed as (M, out), M the
+    product of the leading dims:
+        dx = gy W           (..., in)
+        dW = gy2^T x2       (out, in)
+        db = sum_M gy2      (out,)
+    ``x @ W.T`` hands the transposed weight to BLAS without copying it.
+    """
+    def forward(self, x, weight, bias=None):
+        x2 = x.reshape(-1, x.shape[-1])              # (M, in): a view if x is contiguous
+        y = x2 @ weight.T                            # (M, out)
+        if bias is not None:
+            y += bias                                # in place: no temporary
+        self.x2, self.weight, self.has_bias = x2, weight, bias is not None
+        return y.reshape(x.shape[:-1] + (weight.shape[0],))
+
+    def backward(self, gy):
+        need = self.needs_input_grad
+        w = self.weight
+        gy2 = gy.reshape(-1, w.shape[0])             # (M, out)
+        gx = gy @ w if need[0] else None             # (..., in)
+        gw = gy2.T @ self.x2 if need[1] else None    # (out, in)
+        if not self.has_bias:
+            return gx, gw
+        gb = gy2.sum(axis=0) if need[2] else None    # (out,)
+        return gx, gw, gb
+
+
+# ----------------------------------------------------------------------------
+# dropout
+# ----------------------------------------------------------------------------
+class Dropout(Function):
+    """Inverted dropout: y = x * m / (1 - p), m_i ~ Bernoulli(1 - p).
+
+    Each element is zeroed with probability p and the survivors are scaled by
+    1 / (1 - p), so E[y] = x and nothing needs rescaling at test time.
+    dx = gy * m / (1 - p): the same mask, saved from the forward pass.
+
+    The mask is drawn on the CPU from ``minidl.tensor.default_rng()`` and
+    copied to the input's device, so ``manual_seed`` fixes it on both.
+    """
+    def __init__(self, p):
+        self.p = p
+
+    def forward(self, x):
+        keep = default_rng().random(x.shape, dtype=np.float32) >= self.p   # bool, x.shape
+        keep = to_device(keep, device_of(x))
+        self.scaled_mask = keep.astype(x.dtype) * (1.0 / (1.0 - self.p))  # m / (1 - p)
+        return x * self.scaled_mask
+
+    def backward(self, gy):
+        return gy * self.scaled_mask
+
+
+# ----------------------------------------------------------------------------
+# batch normalization
+# ----------------------------------------------------------------------------
+class BatchNorm(Function):
+    """Batch normalization over every axis but the channel axis 1.
+
+    x: (N, C) or (N, C, H, W) (any (N, C, ...)); gamma, beta, mean, var: (C,).
+    With mu, var the statistics of a channel over its n = x.size / C values
+    (the batch's in training, the running ones in eval) and s = (var+eps)^-1/2:
+
+        xhat = (x - mu) s,          y = gamma xhat + beta.
+
+    Backward, with g = dL/dxhat = gy gamma and sums over the n values:
+        dgamma = sum gy xhat,       dbeta = sum gy,
+        eval:  dx = g s             (mu and s are constants),
+        train: dx = s (g - mean(g) - xhat mean(g xhat)).
+    The training rule, because mu and var depend on x too:
+        d mu / d x_i = 1/n,   d var / d x_i = 2 (x_i - mu) / n,
+        d xhat_j / d x_i = s (delta_ij - 1/n) - (x_j - mu) s^3 (x_i - mu) / n
+                         = s (delta_ij - 1/n - xhat_i xhat_j / n);
+        dx_i = sum_j g_j d xhat_j / d x_i
+             = s (g_i - mean_j g_j - xhat_i mean_j g_j xhat_j).
+
+    In training the running statistics are updated in place, as PyTorch:
+        running_mean = (1 - momentum) running_mean + momentum mu
+        running_var  = (1 - momentum) running_var  + momentum var n / (n - 1)
+    (the unbiased variance for the running estimate; the biased one normalizes).
+    """
+    def __init__(self, running_mean, running_var, training, momentum, eps,
+                 has_weight, has_bias):
+        self.running_mean, self.running_var = running_mean, running_var
+        self.training, self.momentum, self.eps = training, momentum, eps
+        self.has_weight, self.has_bias = has_weight, has_bias
+
+    def forward(self, x, *affine):
+        xp = get_array_module(x)
+        weight = affine[0] if self.has_weight else None
+        bias = affine[-1] if self.has_bias else None
+        axes = (0,) + tuple(range(2, x.ndim))              # every axis but C
+        bshape = (1, x.shape[1]) + (1,) * (x.ndim - 2)     # (C,) -> broadcastable
+        if self.training:
+            mean = x.mean(axis=axes)                       # (C,)
+            xc = x - mean.reshape(bshape)                  # x - mu
+            var = (xc * xc).mean(axis=axes)                # (C,), biased
+            self._update_running(mean, var, x.size // x.shape[1])
+        else:
+            mean = self.running_mean.astype(x.dtype, copy=False)
+            var = self.running_var.astype(x.dtype, copy=False)
+            xc = x - mean.reshape(bshape)
+        inv_std = (1 / xp.sqrt(var + self.eps)).astype(x.dtype, copy=False)   # s, (C,)
+        xhat = xc * inv_std.reshape(bshape)                # (N, C, ...)
+        y = xhat if weight is None else xhat * weight.reshape(bshape)
+        if bias is not None:
+            y = y + bias.reshape(bshape)
+        self.xhat, self.inv_std, self.weight, self.axes = xhat, inv_std, weight, axes
+        return y
+
+    def _update_running(self, mean, var, n):
+        if self.running_mean is None:
+            return
+        m = self.momentum
+        self.running_mean *= 1 - m
+        self.running_mean += m * mean
+        self.running_var *= 1 - m
+        self.running_var += m * var * (n / (n - 1))
+
+    def backward(self, gy):
+        xhat, axes = self.xhat, self.axes
+        bshape = (1, xhat.shape[1]) + (1,) * (xhat.ndim - 2)
+        need = self.needs_input_grad
+        grads = []
+        if need[0]:
+            g = gy if self.weight is None else gy * self.weight.reshape(bshape)   # dL/dxhat
+            if self.training:
+                g = (g - g.mean(axis=axes, keepdims=True)
+                     - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+            grads.append(g * self.inv_std.reshape(bshape))
+        else:
+            grads.append(None)
+        if self.has_weight:
+            grads.append((gy * xhat).sum(axis=axes) if need[1] else None)
+        if self.has_bias:
+            grads.append(gy.sum(axis=axes) if need[-1] else None)
+        return tuple(grads)
+
+
+# ----------------------------------------------------------------------------
+# the public functions
+# ----------------------------------------------------------------------------
 def linear(x, weight, bias=None):
-    raise NotImplementedError
+    """y = x W^T + b for x (..., in_features), weight (out_features, in_features),
+    bias (out_features,) or None; y has shape (..., out_features)."""
+    if weight.ndim != 2:
+        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), "
+                         f"got shape {tuple(weight.shape)}")
+    if x.ndim < 1 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input of shape {tuple(x.shape)} does not match weight "
+                         f"{tuple(weight.shape)}: expected input (..., {weight.shape[1]})")
+    if bias is None:
+        return Linear()(x, weight)
+    if tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"linear: bias must have shape ({weight.shape[0]},) to match weight "
+                         f"{tuple(weight.shape)}, got {tuple(bias.shape)}")
+    return Linear()(x, weight, bias)
 
 
 def dropout(x, p=0.5, training=True):
-    raise NotImplementedError
+    """Inverted dropout (see ``Dropout``); the identity when not training or p == 0."""
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
+        raise ValueError(f"dropout: p must be a probability in [0, 1), got {p!r}")
+    if not training or p == 0:
+        return x
+    return Dropout(float(p))(x)
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-5):
-    raise NotImplementedError
+    """Batch normalization of x (N, C) or (N, C, H, W) per channel (see ``BatchNorm``).
+
+    training=True normalizes with the batch statistics and, when running_mean
+    and running_var are given, updates them in place; training=False uses
+    them. running_mean, running_var, weight, bias: (C,) Tensors or None.
+    """
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: expected input (N, C) or (N, C, H, W), got shape "
+                         f"{tuple(x.shape)}")
+    c = x.shape[1]
+    named = {"running_mean": running_mean, "running_var": running_var,
+             "weight": weight, "bias": bias}
+    for name, t in named.items():
+        if t is not None and tuple(t.shape) != (c,):
+            raise ValueError(f"batch_norm: {name} must have shape ({c},) for an input with "
+                             f"{c} channels {tuple(x.shape)}, got {tuple(t.shape)}")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("batch_norm: give both running_mean and running_var, or neither")
+    if not training and running_mean is None:
+        raise ValueError("batch_norm: eval mode (training=False) needs running_mean and "
+                         "running_var")
+    if training and x.size // max(c, 1) <= 1:
+        raise ValueError(f"batch_norm: expected more than 1 value per channel when "
+                         f"training, got input of shape {tuple(x.shape)}")
+    stats = [t.data if isinstance(t, Tensor) else t for t in (running_mean, running_var)]
+    if stats[0] is not None and device_of(stats[0]) != device_of(getattr(x, "data", x)):
+        raise RuntimeError(f"batch_norm: running statistics are on {device_of(stats[0])}, "
+                           f"the input on {device_of(getattr(x, 'data', x))}")
+    fn = BatchNorm(stats[0], stats[1], bool(training), float(momentum), float(eps),
+                   weight is not None, bias is not None)
+    return fn(x, *[t for t in (weight, bias) if t is not None])

@@ -1,13 +1,443 @@
-"""Placeholder: pooling is being written (issue 3)."""
+"""Pooling over the spatial axes of NCHW images: max, average, adaptive average.
+
+Window geometry (PyTorch's, the same for max and average pooling). With
+kernel k, stride s and padding p along one axis of length H, output row oh
+looks at input rows [oh*s - p, oh*s - p + k), clipped to [0, H): padded
+positions never win a max and are never read. The number of output rows is
+
+    OH = floor((H + 2p - k) / s) + 1                          (ceil_mode=False)
+    OH = ceil((H + 2p - k) / s) + 1, minus 1 if the last window
+         would start at or past H + p (in the right padding)    (ceil_mode=True)
+
+so every window holds at least one real pixel (PyTorch also requires
+p <= k // 2, checked here).
+
+* max_pool2d: y = max over the window. The argmax (FIRST maximum on ties, as
+  PyTorch) is stored per output as an int32 flat index h*W + w inside its
+  input plane; backward adds each output gradient to that one pixel.
+* avg_pool2d: y = sum over the window / divisor, with PyTorch's divisor:
+  count_include_pad=True counts the padded positions inside [-p, H + p) but
+  not the part of a window hanging past the padding (ceil_mode); False counts
+  real pixels only. Backward spreads gy / divisor over the window.
+* adaptive_avg_pool2d: output bin i covers rows [floor(i*H/OH),
+  ceil((i+1)*H/OH)). The bins are rectangles, so the pooling is separable:
+  y = A_h @ x @ A_w^T with A_h[i, h] = 1/len(bin i) on its rows (a matmul on
+  NumPy or CuPy alike); output 1x1 (global pooling) is a plain mean.
+
+Each op has, side by side: the naive reference (loops over output positions
+and window offsets, NumPy over the batch and channel axes; the test oracle),
+the Numba kernels over the N*C planes, their CUDA twins (kernels/pool.cu,
+same names, run through ``cuda.launch``) and the Function.
+"""
+import numpy as np
+
+from .. import cuda
+from ..backend import get_array_module
+from ..jit import njit, prange
+from ..tensor import Function, Tensor
+
+_INT32_MAX = 2 ** 31 - 1
+
+
+# ----------------------------------------------------------------------------
+# argument checking and output size
+# ----------------------------------------------------------------------------
+def _pair(op, name, value):
+    """An int or a pair of ints -> (int, int); TypeError/ValueError otherwise."""
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2:
+        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    for v in pair:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def pool_output_size(size, k, s, p, ceil_mode):
+    """PyTorch's number of windows along one axis (see the module docstring)."""
+    out = (size + 2 * p - k + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1                      # the last window would start in the right padding
+    return out
+
+
+def _check_image(op, x):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: x must be a Tensor, got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(f"{op}: x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{op}: x must be float32 or float64, got {x.dtype}")
+
+
+def _geometry(op, x, kernel_size, stride, padding, ceil_mode):
+    """Validate the window settings -> (kh, kw, sh, sw, ph, pw, OH, OW)."""
+    _check_image(op, x)
+    kh, kw = _pair(op, "kernel_size", kernel_size)
+    sh, sw = (kh, kw) if stride is None else _pair(op, "stride", stride)
+    ph, pw = _pair(op, "padding", padding)
+    H, W = x.shape[2:]
+    if kh < 1 or kw < 1:
+        raise ValueError(f"{op}: kernel_size must be >= 1, got {(kh, kw)}")
+    if sh < 1 or sw < 1:
+        raise ValueError(f"{op}: stride must be >= 1, got {(sh, sw)}")
+    if ph < 0 or pw < 0 or 2 * ph > kh or 2 * pw > kw:
+        raise ValueError(f"{op}: padding must be between 0 and half the kernel_size, "
+                         f"got padding {(ph, pw)} for kernel_size {(kh, kw)}")
+    if kh > H + 2 * ph or kw > W + 2 * pw:
+        raise ValueError(f"{op}: kernel_size {(kh, kw)} is larger than the padded input "
+                         f"{(H + 2 * ph, W + 2 * pw)} of x with shape {tuple(x.shape)} "
+                         f"and padding {(ph, pw)}")
+    if H * W > _INT32_MAX:
+        raise ValueError(f"{op}: an input plane of {H}x{W} pixels overflows the int32 "
+                         f"argmax index (x shape {tuple(x.shape)})")
+    OH = pool_output_size(H, kh, sh, ph, bool(ceil_mode))
+    OW = pool_output_size(W, kw, sw, pw, bool(ceil_mode))
+    return kh, kw, sh, sw, ph, pw, OH, OW
+
+
+def _planes(a):
+    """(N, C, H, W) -> contiguous (N*C, H, W), a view when a is contiguous."""
+    xp = get_array_module(a)
+    return xp.ascontiguousarray(a).reshape(-1, a.shape[2], a.shape[3])
+
+
+# ----------------------------------------------------------------------------
+# max pooling
+# ----------------------------------------------------------------------------
+def max_pool2d_naive(x, kh, kw, sh, sw, ph, pw, OH, OW):
+    """Reference: loops over outputs and window pixels. x (N, C, H, W) NumPy
+    -> y (N, C, OH, OW), argmax (N, C, OH, OW) int32 flat index h*W + w."""
+    N, C, H, W = x.shape
+    y = np.empty((N, C, OH, OW), x.dtype)
+    argmax = np.empty((N, C, OH, OW), np.int32)
+    for oh in range(OH):
+        for ow in range(OW):
+            h0, w0 = oh * sh - ph, ow * sw - pw           # window corner, may be in padding
+            best = np.full((N, C), -np.inf, x.dtype)
+            best_i = np.full((N, C), max(h0, 0) * W + max(w0, 0), np.int32)
+            for h in range(max(h0, 0), min(h0 + kh, H)):
+                for w in range(max(w0, 0), min(w0 + kw, W)):
+                    v = x[:, :, h, w]                                        # (N, C)
+                    take = (v > best) | np.isnan(v)    # strict >: the first max stays
+                    best = np.where(take, v, best)
+                    best_i = np.where(take, h * W + w, best_i)
+            y[:, :, oh, ow] = best
+            argmax[:, :, oh, ow] = best_i
+    return y, argmax
+
+
+def max_pool2d_backward_naive(gy, argmax, H, W):
+    """Reference: output (oh, ow) adds gy[n, c, oh, ow] to pixel argmax[n, c, oh, ow]."""
+    N, C, OH, OW = gy.shape
+    gx = np.zeros((N, C, H * W), gy.dtype)
+    n, c = np.indices((N, C))                                   # (N, C) each
+    for oh in range(OH):
+        for ow in range(OW):       # one pixel per (n, c): no index repeats in this +=
+            gx[n, c, argmax[:, :, oh, ow]] += gy[:, :, oh, ow]
+    return gx.reshape(N, C, H, W)
+
+
+@njit(parallel=True)
+def max_pool_forward(x, y, argmax, kh, kw, sh, sw, ph, pw):
+    """x (P, H, W) -> y (P, OH, OW) window maxima, argmax (P, OH, OW) int32
+    h*W + w of the first maximum (a NaN wins, as in PyTorch)."""
+    P, H, W = x.shape
+    OH, OW = y.shape[1], y.shape[2]
+    for p in prange(P):
+        for oh in range(OH):
+            h_lo = max(oh * sh - ph, 0)                 # window rows clipped to the input
+            h_hi = min(oh * sh - ph + kh, H)
+            for ow in range(OW):
+                w_lo = max(ow * sw - pw, 0)
+                w_hi = min(ow * sw - pw + kw, W)
+                best = x[p, h_lo, w_lo]
+                best_i = h_lo * W + w_lo
+                for h in range(h_lo, h_hi):
+                    for w in range(w_lo, w_hi):
+                        v = x[p, h, w]
+                        take = (v > best) | (v != v)    # strict >: ties keep the first
+                        best = v if take else best      # selects, not branches: no
+                        best_i = h * W + w if take else best_i   # mispredictions (2.5x)
+                y[p, oh, ow] = best
+                argmax[p, oh, ow] = best_i
+
+
+@njit(parallel=True)
+def max_pool_backward(gy, argmax, gx):
+    """gy, argmax (P, OH, OW) -> gx (P, H, W): each gy lands on its argmax
+    pixel (a scatter: planes are independent, so no two threads collide)."""
+    P, H, W = gx.shape
+    OH, OW = gy.shape[1], gy.shape[2]
+    for p in prange(P):
+        plane = gx[p].reshape(H * W)                    # (H*W,) view of the plane
+        plane[:] = 0
+        for oh in range(OH):
+            for ow in range(OW):
+                plane[argmax[p, oh, ow]] += gy[p, oh, ow]
+
+
+def max_pool_forward_gpu(x, y, argmax, kh, kw, sh, sw, ph, pw):
+    """CUDA twin of max_pool_forward: one thread per output (kernels/pool.cu)."""
+    P, H, W = x.shape
+    OH, OW = y.shape[1], y.shape[2]
+    i32 = np.int32
+    cuda.launch("pool.cu", "max_pool_forward", y.size,
+                (np.int64(y.size), x, y, argmax, i32(H), i32(W), i32(OH), i32(OW),
+                 i32(kh), i32(kw), i32(sh), i32(sw), i32(ph), i32(pw)), x.dtype)
+
+
+def max_pool_backward_gpu(gy, argmax, gx, kh, kw, sh, sw, ph, pw):
+    """CUDA twin of max_pool_backward: one thread per INPUT pixel, gathering
+    from the windows that cover it (no atomics)."""
+    P, H, W = gx.shape
+    OH, OW = gy.shape[1], gy.shape[2]
+    i32 = np.int32
+    cuda.launch("pool.cu", "max_pool_backward", gx.size,
+                (np.int64(gx.size), gy, argmax, gx, i32(H), i32(W), i32(OH), i32(OW),
+                 i32(kh), i32(kw), i32(sh), i32(sw), i32(ph), i32(pw)), gx.dtype)
+
+
+class MaxPool2d(Function):
+    """y = max over each window; dx = gy routed to the stored argmax."""
+
+    def __init__(self, geometry):
+        self.geometry = geometry                    # (kh, kw, sh, sw, ph, pw, OH, OW)
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        N, C, H, W = x.shape
+        *window, OH, OW = self.geometry
+        planes = _planes(x)                                          # (N*C, H, W)
+        y = xp.empty((N * C, OH, OW), x.dtype)                       # (N*C, OH, OW)
+        argmax = xp.empty((N * C, OH, OW), xp.int32)                 # h*W + w per output
+        kernel = max_pool_forward_gpu if cuda.use_gpu_path(x) else max_pool_forward
+        kernel(planes, y, argmax, *window)
+        self.argmax = argmax.reshape(N, C, OH, OW)
+        self.x_shape = x.shape
+        return y.reshape(N, C, OH, OW)
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        N, C, H, W = self.x_shape
+        gx = xp.empty((N * C, H, W), gy.dtype)                       # every pixel written
+        argmax = _planes(self.argmax)                                # (N*C, OH, OW)
+        if cuda.use_gpu_path(gy):
+            max_pool_backward_gpu(_planes(gy), argmax, gx, *self.geometry[:6])
+        else:
+            max_pool_backward(_planes(gy), argmax, gx)
+        return gx.reshape(self.x_shape)
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
-    raise NotImplementedError
+    """Max over kh x kw windows of x (N, C, H, W) -> (N, C, OH, OW).
+
+    stride defaults to kernel_size; padding (<= kernel_size // 2) never wins
+    the max; ceil_mode as PyTorch (module docstring)."""
+    return MaxPool2d(_geometry("max_pool2d", x, kernel_size, stride, padding, ceil_mode))(x)
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
-    raise NotImplementedError
+# ----------------------------------------------------------------------------
+# average pooling
+# ----------------------------------------------------------------------------
+def _divisor(h0, w0, kh, kw, H, W, ph, pw, count_include_pad):
+    """PyTorch's divisor for the window with corner (h0, w0) (may be negative)."""
+    if count_include_pad:       # the window clipped to the padded input [-p, H + p)
+        return (min(h0 + kh, H + ph) - h0) * (min(w0 + kw, W + pw) - w0)
+    return (min(h0 + kh, H) - max(h0, 0)) * (min(w0 + kw, W) - max(w0, 0))
+
+
+def avg_pool2d_naive(x, kh, kw, sh, sw, ph, pw, OH, OW, count_include_pad):
+    """Reference: y[:, :, oh, ow] = sum of the real pixels of the window / divisor."""
+    N, C, H, W = x.shape
+    y = np.empty((N, C, OH, OW), x.dtype)
+    for oh in range(OH):
+        for ow in range(OW):
+            h0, w0 = oh * sh - ph, ow * sw - pw
+            window = x[:, :, max(h0, 0):min(h0 + kh, H), max(w0, 0):min(w0 + kw, W)]
+            y[:, :, oh, ow] = window.sum(axis=(2, 3)) / _divisor(
+                h0, w0, kh, kw, H, W, ph, pw, count_include_pad)
+    return y
+
+
+def avg_pool2d_backward_naive(gy, kh, kw, sh, sw, ph, pw, H, W, count_include_pad):
+    """Reference: every real pixel of window (oh, ow) gets gy[oh, ow] / divisor."""
+    N, C, OH, OW = gy.shape
+    gx = np.zeros((N, C, H, W), gy.dtype)
+    for oh in range(OH):
+        for ow in range(OW):
+            h0, w0 = oh * sh - ph, ow * sw - pw
+            d = _divisor(h0, w0, kh, kw, H, W, ph, pw, count_include_pad)
+            gx[:, :, max(h0, 0):min(h0 + kh, H), max(w0, 0):min(w0 + kw, W)] += (
+                gy[:, :, oh, ow, None, None] / d)
+    return gx
+
+
+@njit(parallel=True)
+def avg_pool_forward(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
+    """x (P, H, W) -> y (P, OH, OW) window means, summed in x's precision."""
+    P, H, W = x.shape
+    OH, OW = y.shape[1], y.shape[2]
+    for p in prange(P):
+        for oh in range(OH):
+            h0 = oh * sh - ph
+            h_lo, h_hi = max(h0, 0), min(h0 + kh, H)
+            for ow in range(OW):
+                w0 = ow * sw - pw
+                w_lo, w_hi = max(w0, 0), min(w0 + kw, W)
+                if count_include_pad:
+                    div = (min(h0 + kh, H + ph) - h0) * (min(w0 + kw, W + pw) - w0)
+                else:
+                    div = (h_hi - h_lo) * (w_hi - w_lo)
+                acc = x.dtype.type(0)
+                for h in range(h_lo, h_hi):
+                    for w in range(w_lo, w_hi):
+                        acc += x[p, h, w]
+                y[p, oh, ow] = acc / x.dtype.type(div)
+
+
+@njit(parallel=True)
+def avg_pool_backward(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad):
+    """gy (P, OH, OW) -> gx (P, H, W): each window's real pixels get gy / divisor."""
+    P, H, W = gx.shape
+    OH, OW = gy.shape[1], gy.shape[2]
+    for p in prange(P):
+        gx[p] = 0
+        for oh in range(OH):
+            h0 = oh * sh - ph
+            h_lo, h_hi = max(h0, 0), min(h0 + kh, H)
+            for ow in range(OW):
+                w0 = ow * sw - pw
+                w_lo, w_hi = max(w0, 0), min(w0 + kw, W)
+                if count_include_pad:
+                    div = (min(h0 + kh, H + ph) - h0) * (min(w0 + kw, W + pw) - w0)
+                else:
+                    div = (h_hi - h_lo) * (w_hi - w_lo)
+                g = gy[p, oh, ow] / gx.dtype.type(div)
+                for h in range(h_lo, h_hi):
+                    for w in range(w_lo, w_hi):
+                        gx[p, h, w] += g
+
+
+def avg_pool_forward_gpu(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
+    """CUDA twin of avg_pool_forward: one thread per output."""
+    P, H, W = x.shape
+    OH, OW = y.shape[1], y.shape[2]
+    i32 = np.int32
+    cuda.launch("pool.cu", "avg_pool_forward", y.size,
+                (np.int64(y.size), x, y, i32(H), i32(W), i32(OH), i32(OW), i32(kh), i32(kw),
+                 i32(sh), i32(sw), i32(ph), i32(pw), i32(count_include_pad)), x.dtype)
+
+
+def avg_pool_backward_gpu(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad):
+    """CUDA twin of avg_pool_backward: one thread per input pixel, gathering
+    gy / divisor from the windows that cover it."""
+    P, H, W = gx.shape
+    OH, OW = gy.shape[1], gy.shape[2]
+    i32 = np.int32
+    cuda.launch("pool.cu", "avg_pool_backward", gx.size,
+                (np.int64(gx.size), gy, gx, i32(H), i32(W), i32(OH), i32(OW), i32(kh), i32(kw),
+                 i32(sh), i32(sw), i32(ph), i32(pw), i32(count_include_pad)), gx.dtype)
+
+
+class AvgPool2d(Function):
+    """y = window sum / divisor; dx = gy / divisor spread over the window."""
+
+    def __init__(self, geometry, count_include_pad):
+        self.geometry = geometry                    # (kh, kw, sh, sw, ph, pw, OH, OW)
+        self.count_include_pad = bool(count_include_pad)
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        N, C, H, W = x.shape
+        *window, OH, OW = self.geometry
+        y = xp.empty((N * C, OH, OW), x.dtype)                       # (N*C, OH, OW)
+        kernel = avg_pool_forward_gpu if cuda.use_gpu_path(x) else avg_pool_forward
+        kernel(_planes(x), y, *window, self.count_include_pad)
+        self.x_shape = x.shape
+        return y.reshape(N, C, OH, OW)
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        N, C, H, W = self.x_shape
+        gx = xp.empty((N * C, H, W), gy.dtype)                       # (N*C, H, W)
+        kernel = avg_pool_backward_gpu if cuda.use_gpu_path(gy) else avg_pool_backward
+        kernel(_planes(gy), gx, *self.geometry[:6], self.count_include_pad)
+        return gx.reshape(self.x_shape)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    """Mean over kh x kw windows of x (N, C, H, W) -> (N, C, OH, OW), with
+    PyTorch's divisor (module docstring)."""
+    geometry = _geometry("avg_pool2d", x, kernel_size, stride, padding, ceil_mode)
+    return AvgPool2d(geometry, count_include_pad)(x)
+
+
+# ----------------------------------------------------------------------------
+# adaptive average pooling
+# ----------------------------------------------------------------------------
+def adaptive_bins(size, out):
+    """Bin i of ``out`` over ``size`` covers [floor(i*size/out), ceil((i+1)*size/out))."""
+    return [((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out)]
+
+
+def adaptive_avg_pool2d_naive(x, OH, OW):
+    """Reference: y[:, :, i, j] = mean of x over row bin i and column bin j."""
+    N, C, H, W = x.shape
+    y = np.empty((N, C, OH, OW), x.dtype)
+    for i, (h0, h1) in enumerate(adaptive_bins(H, OH)):
+        for j, (w0, w1) in enumerate(adaptive_bins(W, OW)):
+            y[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+    return y
+
+
+def _bin_matrix(xp, size, out, dtype):
+    """A (out, size): A[i, h] = 1 / len(bin i) for h in bin i, else 0."""
+    a = np.zeros((out, size))
+    for i, (lo, hi) in enumerate(adaptive_bins(size, out)):
+        a[i, lo:hi] = 1.0 / (hi - lo)
+    return xp.asarray(a, dtype=dtype)
+
+
+class AdaptiveAvgPool2d(Function):
+    """y = A_h @ x @ A_w^T (bin averages);  dx = A_h^T @ gy @ A_w."""
+
+    def __init__(self, output_size):
+        self.output_size = output_size              # (OH, OW)
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        N, C, H, W = self.x_shape = x.shape
+        if self.output_size == (1, 1):                               # global pooling
+            return x.mean(axis=(2, 3), keepdims=True, dtype=x.dtype)  # (N, C, 1, 1)
+        self.a_h = _bin_matrix(xp, H, self.output_size[0], x.dtype)  # (OH, H)
+        self.a_w = _bin_matrix(xp, W, self.output_size[1], x.dtype)  # (OW, W)
+        return self.a_h @ (x @ self.a_w.T)          # (N,C,H,W)@(W,OW) -> (OH,H)@ -> (N,C,OH,OW)
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        N, C, H, W = self.x_shape
+        if self.output_size == (1, 1):
+            return xp.broadcast_to(gy / gy.dtype.type(H * W), self.x_shape).copy()
+        return self.a_h.T @ (gy @ self.a_w)         # (H,OH)@(N,C,OH,OW)@(OW,W) -> (N,C,H,W)
 
 
 def adaptive_avg_pool2d(x, output_size):
-    raise NotImplementedError
+    """Average x (N, C, H, W) over an output_size grid of bins -> (N, C, OH, OW).
+
+    output_size: int or pair; a None entry keeps that input size."""
+    _check_image("adaptive_avg_pool2d", x)
+    sizes = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size,) * 2
+    if len(sizes) != 2:
+        raise ValueError(f"adaptive_avg_pool2d: output_size must be an int or a pair, "
+                         f"got {output_size!r}")
+    sizes = tuple(x.shape[2 + i] if s is None else s for i, s in enumerate(sizes))
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
+            raise TypeError(f"adaptive_avg_pool2d: output_size must hold ints or None, "
+                            f"got {output_size!r}")
+    if min(sizes) < 1 or min(x.shape[2:]) < 1:
+        raise ValueError(f"adaptive_avg_pool2d: output_size {sizes} and the spatial size "
+                         f"of x {tuple(x.shape)} must be >= 1")
+    return AdaptiveAvgPool2d((int(sizes[0]), int(sizes[1])))(x)

@@ -1,0 +1,136 @@
+"""Timing of conv2d (float32, CPU): ms, GFLOP/s and % of a measured SGEMM peak.
+
+    python benchmarks/conv_timing.py               # the six cases below
+    python benchmarks/conv_timing.py --cold-start  # import + first conv2d, fresh process
+
+For each case: forward+backward (gradients of input, weight and bias) time,
+its GFLOP/s (3 GEMMs of 2*N*O*C_g*kh*kw*OH*OW flops), the ratio to the SGEMM
+peak measured in the same run (a 2048^3 float32 matmul), and the share of
+that time spent in im2col + col2im (two im2col, since backward recomputes
+the columns, and one col2im). Times are the best of REPEATS runs; the spread
+is printed too. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from the
+environment before NumPy loads OpenBLAS (they select a slower kernel).
+
+Measured here (2 shared cores, AMD EPYC with AVX-512, OpenBLAS 0.3.31
+SkylakeX kernel, 2 threads; other engineers' jobs ran at the same time, so
+every figure is noisy):
+    (filled in below after the measurement)
+"""
+import os
+import sys
+
+for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):   # before numpy loads OpenBLAS
+    os.environ.pop(_var, None)
+
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import minidl  # noqa: E402
+from minidl.ops import conv  # noqa: E402
+
+REPEATS = 5
+# name: (N, C, H, W, O, k, stride, padding)
+CASES = {
+    "LeNet conv2":     (64, 6, 14, 14, 16, 5, 1, 0),
+    "AlexNet conv1":   (8, 3, 227, 227, 96, 11, 4, 0),
+    "VGG conv3_1":     (8, 128, 56, 56, 256, 3, 1, 1),
+    "ResNet 1x1":      (8, 256, 56, 56, 64, 1, 1, 0),
+    "ResNet 3x3":      (8, 64, 56, 56, 64, 3, 1, 1),
+    "Inception 5x5":   (8, 16, 28, 28, 32, 5, 1, 2),
+}
+
+
+def best_time(fn, repeats=REPEATS):
+    """(best, median) seconds of fn() after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), float(np.median(times))
+
+
+def sgemm_peak():
+    """GFLOP/s of a 2048^3 float32 matmul (best of REPEATS)."""
+    a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
+    best, _ = best_time(lambda: a @ a)
+    return 2 * 2048**3 / best / 1e9
+
+
+def time_case(N, C, H, W, O, k, stride, padding):
+    """(fwd+bwd best s, median s, GFLOP, im2col+col2im s) for one conv."""
+    rng = np.random.default_rng(0)
+    x = minidl.Tensor(rng.standard_normal((N, C, H, W)).astype(np.float32), requires_grad=True)
+    w = minidl.Tensor(rng.standard_normal((O, C, k, k)).astype(np.float32), requires_grad=True)
+    b = minidl.Tensor(rng.standard_normal(O).astype(np.float32), requires_grad=True)
+    geo = conv.conv_geometry(x.shape, w.shape, stride, padding)
+    gy = rng.standard_normal((N, O, geo.OH, geo.OW)).astype(np.float32)
+
+    def step():
+        conv.conv2d(x, w, b, stride, padding).backward(gy)
+        x.grad = w.grad = b.grad = None
+
+    best, median = best_time(step)
+    gflop = 3 * 2 * N * O * C * k * k * geo.OH * geo.OW / 1e9
+    return best, median, gflop, im2col_col2im_time(x.data, geo)
+
+
+def im2col_col2im_time(x, geo):
+    """Seconds of the im2col/col2im calls one forward+backward makes (0 for a plain GEMM)."""
+    op = conv.Conv2d(geo, 1)
+    if op.plain_gemm:
+        return 0.0
+    args = (geo.kh, geo.kw, geo.sh, geo.sw, geo.pad_top, geo.pad_left, geo.dh, geo.dw, geo.OH, geo.OW)
+    chunks = op._chunks(x)
+    K, L = x.shape[1] * geo.kh * geo.kw, geo.OH * geo.OW
+    col = np.empty((chunks[0][1], K, L), dtype=x.dtype)
+    gx = np.empty_like(x)
+
+    def im2col_all():
+        for n0, n1 in chunks:
+            conv.im2col(x[n0:n1], col[:n1 - n0], *args)
+
+    def col2im_all():
+        for n0, n1 in chunks:
+            conv.col2im(col[:n1 - n0], gx[n0:n1], *args)
+
+    return 2 * best_time(im2col_all)[0] + best_time(col2im_all)[0]
+
+
+def cold_start():
+    """Seconds of `import minidl` + first conv2d forward+backward in a fresh
+    process, with an empty Numba cache and then with the cache it filled."""
+    code = ("import time; t = time.perf_counter(); import numpy as np; import minidl; "
+            "import minidl.nn.functional as F; "
+            "x = minidl.randn(2, 3, 8, 8, requires_grad=True); w = minidl.randn(4, 3, 3, 3, requires_grad=True); "
+            "F.conv2d(x, w, padding=1).sum().backward(); print(time.perf_counter() - t)")
+    repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=repo)
+        runs = [float(subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                                     capture_output=True, text=True).stdout) for _ in range(3)]
+    print(f"import minidl + first conv2d fwd+bwd: empty Numba cache {runs[0]:.2f} s, "
+          f"warm cache {min(runs[1:]):.2f} s")
+
+
+def main():
+    if "--cold-start" in sys.argv:
+        cold_start()
+        return
+    peak = sgemm_peak()
+    print(f"SGEMM peak (2048^3 float32 matmul): {peak:.0f} GFLOP/s")
+    print(f"{'case':16s} {'fwd+bwd ms':>11s} {'median':>8s} {'GFLOP/s':>8s} {'% peak':>7s} "
+          f"{'im2col+col2im':>14s}")
+    for name, case in CASES.items():
+        best, median, gflop, t_cols = time_case(*case)
+        print(f"{name:16s} {best * 1e3:11.1f} {median * 1e3:8.1f} {gflop / best:8.0f} "
+              f"{100 * gflop / best / peak:6.0f}% {100 * t_cols / best:13.0f}%")
+
+
+if __name__ == "__main__":
+    main()
