@@ -11,3 +11,4 @@ from .backend import cuda_is_available
 __version__ = "0.1.0"
 from . import nn
 from .io import save, load
+from . import optim, data

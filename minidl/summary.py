@@ -73,7 +73,7 @@ class Summary:
         out = [f"input {self.input_shape}", rule, line(header), rule]
         out += [line(row) for row in body]
         out += [rule, f"Total params: {self.params:,}",
-                f"Total MACs: {self.macs:,} ({self.macs / 1e9:.2f} G)",
+                f"Total MACs: {self.macs:,} ({_si(self.macs)})",
                 f"Total output memory: {_bytes(self.activations)}"]
         unused = self.params - sum(r.params for r in self.rows)
         if unused:
@@ -142,6 +142,14 @@ def _macs(module, out):
         # each output element: in_features products; weight is (out, in)
         return int(out.size) * module.weight.shape[1]
     return 0
+
+
+def _si(n):
+    """416520 -> '416.5 K', 15470264320 -> '15.47 G'."""
+    for value, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if n >= value:
+            return f"{n / value:.{2 if unit == 'G' else 1}f} {unit}"
+    return str(n)
 
 
 def _bytes(n):

@@ -21,10 +21,10 @@ import time
 
 import numpy as np
 
-from . import tensor as _tensor
+
 from .io import load, save
 from .ops.loss import cross_entropy
-from .tensor import Tensor, no_grad
+from .tensor import Tensor, default_rng, no_grad
 
 
 def train_one_epoch(model, loader, optimizer, loss_fn=None, progress=True, desc="train"):
@@ -84,8 +84,7 @@ def fit(model, train_loader, test_loader, optimizer, epochs, scheduler=None,
         start_epoch, history = load_checkpoint(checkpoint, model, optimizer, scheduler)
         log(f"resumed from {checkpoint} after epoch {start_epoch}")
     for epoch in range(start_epoch, epochs):
-        if hasattr(train_loader, "set_epoch"):
-            train_loader.set_epoch(epoch)
+        train_loader.epoch = epoch            # the loader reshuffles from (seed, epoch)
         t0 = time.perf_counter()
         try:
             train = train_one_epoch(model, train_loader, optimizer, loss_fn, progress,
@@ -121,7 +120,7 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=0, histor
     """Write everything needed to resume, atomically, as one .npz (no pickle)."""
     obj = {"model": model.state_dict(), "epoch": np.int64(epoch),
            "history": np.array(json.dumps(list(history))),
-           "rng": np.array(json.dumps(_tensor.default_rng().bit_generator.state)),
+           "rng": np.array(json.dumps(default_rng().bit_generator.state)),
            "meta": np.array(json.dumps(meta or getattr(model, "meta", {}) or {}))}
     if optimizer is not None:
         obj["optimizer"] = optimizer.state_dict()
@@ -144,7 +143,7 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None):
     if scheduler is not None and "scheduler" in ckpt:
         scheduler.load_state_dict(ckpt["scheduler"])
     if "rng" in ckpt:
-        _tensor.default_rng().bit_generator.state = json.loads(str(ckpt["rng"]))
+        default_rng().bit_generator.state = json.loads(str(ckpt["rng"]))
     history = json.loads(str(ckpt["history"])) if "history" in ckpt else []
     return int(ckpt["epoch"]), history
 

@@ -9,6 +9,7 @@ mpi4py is not installed; the rest (sampler, buckets, errors) always runs.
 """
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from hypothesis import given, settings, strategies as st
 
 import minidl
 import minidl.distributed as dist
+import minidl.io
 from minidl.distributed import comm
 from minidl.distributed.launch import launch_env, mpirun_command
 from minidl.distributed.parallel import make_buckets
@@ -110,6 +112,26 @@ def test_two_ranks_batch_b_equal_one_process_batch_2b_lenet5(tmp_path):
     for name, w in ref.items():
         np.testing.assert_allclose(ranks[0][name], w, rtol=1e-10, atol=1e-12, err_msg=name)
         np.testing.assert_array_equal(ranks[1][name], ranks[0][name], err_msg=name)
+
+
+@requires_mpi
+@pytest.mark.skipif(not _lenet_available(), reason="minidl.models.lenet5 is not available")
+def test_digits_example_trains_checkpoints_on_rank_0_and_resumes_on_all(tmp_path):
+    ckpt = tmp_path / "ckpt.npz"
+    args = ["--checkpoint", ckpt, "--train-samples", 384]
+    first, _ = run_mpi("train_digits.py", "--epochs", 1, *args, timeout=300)
+    assert first.returncode == 0, _show(first)
+    second, _ = run_mpi("train_digits.py", "--epochs", 2, "--resume", *args, timeout=300)
+    assert second.returncode == 0, _show(second)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", first.stdout + second.stdout)   # mpirun's colour codes
+    lines = text.splitlines()
+    epochs = [ln for ln in lines if ln.startswith("epoch")]       # rank 0 alone prints
+    assert [ln.split(":")[0] for ln in epochs] == ["epoch 1", "epoch 2"], _show(second)
+    assert "resumed from epoch 1" in lines
+    assert lines.count("replicas identical: True") == 2
+    loss = [float(ln.split("train loss ")[1].split(",")[0]) for ln in epochs]
+    assert loss[1] < loss[0]
+    assert int(minidl.io.load(ckpt)["epoch"]) == 2
 
 
 @requires_mpi

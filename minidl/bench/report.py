@@ -175,7 +175,7 @@ def kernel_lines(results, cmd):
                if any(kernel_seconds(results["kernels"][n], k, "fwd") for n in names)]
     header = (["case", "shape", "pass"] + [f"{label} ms" for _, label in present]
               + ["speed-up vs naive", "GFLOP/s", "% SGEMM peak", "im2col+col2im",
-                 "peak RSS MB"])
+                 "memory MB: step / peak RSS"])
     rows, methods = [], []
     for name in names:
         case, entry = C.kernel_case(name), results["kernels"][name]
@@ -203,7 +203,7 @@ def kernel_lines(results, cmd):
                 methods.append(f"`{name}` {passes}: {method}")
         check = _get(entry, "naive", "check")
         if check:
-            methods.append(f"`{name}`: fast forward vs naive on the same slice, max |diff| "
+            methods.append(f"`{name}`: fast forward vs naive forward on the same input, max |diff| "
                            f"{check['max_abs_diff']:.2g} (max |y| {check['max_abs_ref']:.3g})")
     lines = ["## Kernels", "", f"Command: `{cmd('conv/*,maxpool/*,avgpool/*,lrn/*')}` "
              "(one row: `--only <case>`).", "",
@@ -362,7 +362,8 @@ def charts(results, out):
         axes[0].set_yticks([i + 0.4 - height / 2 for i in range(len(names))], names)
         axes[0].invert_yaxis()
         axes[1].legend(loc="lower right")
-        fig.suptitle("minidl kernels: naive NumPy vs Numba CPU vs CUDA GPU (and peers)")
+        gpu = "" if any(k == "gpu" for k, _ in columns) else " (no GPU in this run)"
+        fig.suptitle("minidl kernels: " + " vs ".join(label for _, label in columns) + gpu)
         fig.tight_layout()
         fig.savefig(out / "kernels.png", dpi=100)
         plt.close(fig)
@@ -373,9 +374,9 @@ def charts(results, out):
         for j, passes in enumerate(PASSES):
             vals = [conv_percent(results, n, passes) or 0 for n in convs]
             ax.bar([i + (j - 0.5) * 0.38 for i in range(len(convs))], vals, 0.38, label=passes)
-        for limit, style in ((70, "--"), (50, ":")):
+        for limit, style, who in ((70, "--", "VGG conv3_1"), (50, ":", "others but LeNet")):
             ax.axhline(limit, color="k", linestyle=style, linewidth=1,
-                       label=f"target {limit}%")
+                       label=f"target {limit}% ({who})")
         ax.set_xticks(range(len(convs)), [n.split("/")[1] for n in convs], rotation=20)
         ax.set_ylabel(f"% of SGEMM peak ({peak_gflops(results):.0f} GFLOP/s)")
         ax.set_title("conv2d on the CPU: share of the SGEMM roofline")

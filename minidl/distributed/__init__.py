@@ -16,20 +16,21 @@ Where to read what:
 
 mpi4py is imported by ``init()``, not by ``import minidl.distributed``, so
 this package imports (and the sampler works with explicit ranks) without it.
-A training script::
+A training script (docs/distributed.md has the whole story)::
 
     import minidl.distributed as dist
     dist.init()
-    model = dist.DistributedDataParallel(lenet5())
+    model = dist.DistributedDataParallel(lenet5())   # rank 0's weights everywhere
     sampler = dist.DistributedSampler(train_set, shuffle=True, seed=0)
+    loader = DataLoader(sampler.shard(train_set), batch_size=32, seed=dist.rank())
     for epoch in range(epochs):
-        sampler.set_epoch(epoch)
-        for x, y in batches(train_set, sampler):     # this rank's shard
+        sampler.set_epoch(epoch)                     # this epoch's shard
+        for x, y in loader:
             ...; loss.backward(); model.allreduce_gradients(); opt.step()
         model.average_buffers()                      # BatchNorm statistics
         dist.print0(f"epoch {epoch} done")           # rank 0 only
         if dist.is_main_process():
-            minidl.save(model.state_dict(), "ckpt.npz")
+            save({"model": model.state_dict()}, "ckpt.npz")
 """
 from .comm import (init, is_initialized, rank, world_size, local_rank, is_main_process,
                    print0, barrier, all_reduce, broadcast, broadcast_object,

@@ -18,8 +18,9 @@ per tensor (ResNet-18 has 62). Instead the gradients are copied into a few
 flat buffers ("buckets") of about ``bucket_size_mb`` MiB and each bucket is
 all-reduced as one message.
 
-BatchNorm: each rank normalises with its own batch statistics and updates its
-own running_mean / running_var (per-rank statistics, PyTorch's default too).
+BatchNorm: each rank normalises with its own batch statistics (as PyTorch
+without SyncBatchNorm) and updates its own running_mean / running_var
+(PyTorch's DDP instead copies rank 0's buffers at every forward).
 Call ``average_buffers(model)`` (e.g. at the end of each epoch, before
 evaluating or saving) to make them the average over ranks. The average of the
 per-rank running variances ignores the spread between the ranks' means; with

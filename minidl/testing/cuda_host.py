@@ -9,7 +9,7 @@
    is the one the compiler sees, plus an ``extern "C" minidl_launch_<name>``
    that runs the kernel for every (block, thread);
 2. compiles it once with ``g++ -std=c++20 -O2 -shared -fPIC -Dscalar_t=...``
-   into ``~/.cache/minidl/cuda_host/<hash>.so`` (``$MINIDL_CACHE_DIR``
+   into ``~/.cache/minidl/cuda_host/<file>_<scalar_t>_<hash>.so`` (``$MINIDL_CACHE_DIR``
    overrides the folder), the hash covering the text, the header and the flags;
 3. loads it with ctypes and calls it with the arrays' data pointers and the
    scalars converted to the C types of the signature.
@@ -92,8 +92,10 @@ def build(source, dtype, sanitize=False):
         cpp.write_text(text)
         run = subprocess.run([cxx, *flags, str(cpp), "-o", str(tmp)], capture_output=True, text=True)
         if run.returncode != 0:
+            failed = out.with_suffix(".failed.cpp")
+            os.replace(cpp, failed)
             raise RuntimeError(f"g++ could not compile {source.path} for the host "
-                               f"harness ({cpp}):\n{run.stderr[-4000:]}")
+                               f"harness ({failed}):\n{run.stderr[-4000:]}")
         os.replace(cpp, out.with_suffix(".cpp"))   # kept for reading; renames are atomic,
         os.replace(tmp, out)                       # so parallel test processes never clash
     return out
