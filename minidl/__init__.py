@@ -12,3 +12,5 @@ __version__ = "0.1.0"
 from . import nn
 from .io import save, load
 from . import optim, data
+from . import models
+from .summary import summary

@@ -39,12 +39,12 @@ BUILD = {"resnet18": models.resnet18, "resnet50": models.resnet50,
 
 def synthetic_torchvision(arch, model, seed=0):
     """A torchvision-like state_dict of ``arch``: every name and shape of
-    ``model`` (checked against KNOWN), random values."""
-    rng = np.random.default_rng(seed)
+    ``model`` (checked against KNOWN); array i holds the value i + seed + 0.5
+    everywhere (integer buffers: i + seed), so a swapped name shows."""
     state = {}
-    for name, value in model.state_dict().items():
-        state[name] = (np.asarray(rng.integers(0, 100)) if value.dtype.kind == "i"
-                       else rng.standard_normal(value.shape, dtype=np.float32))
+    for i, (name, value) in enumerate(model.state_dict().items()):
+        state[name] = np.full(value.shape, i + seed + (0 if value.dtype.kind == "i" else 0.5),
+                              dtype=value.dtype)
     for name, shape in KNOWN[arch].items():
         assert state[name].shape == shape, f"{arch} {name}: {state[name].shape} != {shape}"
     return state
@@ -58,7 +58,7 @@ def test_converted_state_dict_loads_strict(arch):
     assert list(converted) == list(source)                      # identity mapping, same order
     model.load_state_dict(converted, strict=True)
     state = model.state_dict()
-    for name in KNOWN[arch]:
+    for name in source:
         np.testing.assert_array_equal(state[name], source[name])
 
 

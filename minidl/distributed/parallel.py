@@ -74,7 +74,7 @@ def broadcast_parameters(model, root=0):
         shown = "\n  ".join(problems[:10]) + ("\n  ..." if len(problems) > 10 else "")
         raise ValueError(f"broadcast_parameters: the ranks built different models "
                          f"(compared with root rank {root}):\n  {shown}")
-    for _, _, t in tensors:
+    for _, _, t in sorted(tensors, key=lambda entry: entry[1]):   # same order everywhere
         arr = _data(t)
         if arr.flags.c_contiguous:
             comm.broadcast(arr, root)
