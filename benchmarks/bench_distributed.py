@@ -131,6 +131,8 @@ def main():
     if args.worker == "buckets":
         return worker_buckets(args.net, args.steps)
 
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start "
+          f"(other processes share the cores: the figures are noisy)\n")
     print("| net | ranks | batch/rank | step (s) | samples/s | efficiency | comm share |")
     print("|---|---|---|---|---|---|---|")
     for net in args.nets:

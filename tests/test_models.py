@@ -407,30 +407,47 @@ def test_get_and_input_shape():
 # ----------------------------------------------------------------------------
 # every full-size network, built and run once at batch 1
 # ----------------------------------------------------------------------------
+ALEXNET_TV_KEYS = {
+    "features.0.weight": (64, 3, 11, 11), "features.3.weight": (192, 64, 5, 5),
+    "features.6.weight": (384, 192, 3, 3), "features.8.weight": (256, 384, 3, 3),
+    "features.10.weight": (256, 256, 3, 3), "classifier.1.weight": (4096, 9216),
+    "classifier.4.weight": (4096, 4096), "classifier.6.weight": (1000, 4096)}
+VGG16_KEYS = {
+    "features.0.weight": (64, 3, 3, 3), "features.2.weight": (64, 64, 3, 3),
+    "features.28.weight": (512, 512, 3, 3), "features.28.bias": (512,),
+    "classifier.0.weight": (4096, 25088), "classifier.3.weight": (4096, 4096),
+    "classifier.6.weight": (1000, 4096)}
+VGG19_KEYS = {"features.34.weight": (512, 512, 3, 3), "classifier.6.bias": (1000,)}
+RESNET152_KEYS = {"layer3.35.conv3.weight": (1024, 256, 1, 1), "layer2.7.bn1.bias": (128,)}
+
+# name, builder arguments, parameters, input side, torchvision keys (number, sample)
 FULL = [
-    ("alexnet", dict(), 62_378_344, 227),
-    ("alexnet", dict(groups=2), 60_965_224, 227),
-    ("alexnet", dict(variant="torchvision"), 61_100_840, 224),
-    ("vgg16", dict(), 138_357_544, 224),
-    ("vgg19", dict(), 143_667_240, 224),
-    ("resnet18", dict(), 11_689_512, 224),
-    ("resnet34", dict(), 21_797_672, 224),
-    ("resnet50", dict(), 25_557_032, 224),
-    ("resnet101", dict(), 44_549_160, 224),
-    ("resnet152", dict(), 60_192_808, 224),
-    ("googlenet", dict(), 13_378_280, 224),
-    ("googlenet", dict(variant="torchvision"), 13_004_888, 224),
+    ("alexnet", dict(), 62_378_344, 227, None),
+    ("alexnet", dict(groups=2), 60_965_224, 227, None),
+    ("alexnet", dict(variant="torchvision"), 61_100_840, 224, (16, ALEXNET_TV_KEYS)),
+    ("vgg16", dict(), 138_357_544, 224, (32, VGG16_KEYS)),
+    ("vgg19", dict(), 143_667_240, 224, (38, VGG19_KEYS)),
+    ("resnet18", dict(), 11_689_512, 224, None),
+    ("resnet34", dict(), 21_797_672, 224, None),
+    ("resnet50", dict(), 25_557_032, 224, None),
+    ("resnet101", dict(), 44_549_160, 224, None),
+    ("resnet152", dict(), 60_192_808, 224, (932, RESNET152_KEYS)),
+    ("googlenet", dict(), 13_378_280, 224, None),
+    ("googlenet", dict(variant="torchvision"), 13_004_888, 224, None),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,kwargs,count,side", FULL,
+@pytest.mark.parametrize("name,kwargs,count,side,keys", FULL,
                          ids=[f"{n}-{'-'.join(map(str, k.values())) or 'default'}"
-                              for n, k, _, _ in FULL])
-def test_full_size_forward(name, kwargs, count, side):
+                              for n, k, *_ in FULL])
+def test_full_size_forward(name, kwargs, count, side, keys):
     minidl.manual_seed(0)
     model = models.get(name, **kwargs).eval()
     assert n_params(model) == count
+    if keys is not None:
+        assert len(model.state_dict()) == keys[0]
+        check_keys(model, keys[1])
     with minidl.no_grad():
         y = model(randn(1, 3, side, side, dtype=np.float32))
     assert y.shape == (1, 1000) and np.isfinite(y.data).all()
@@ -441,23 +458,3 @@ def test_full_size_forward(name, kwargs, count, side):
         msg = str(e.value)
         assert "classifier.0" in msg and "Linear" in msg and "9216" in msg \
             and "(1, 6400)" in msg
-
-
-@pytest.mark.slow
-def test_full_size_torchvision_keys_alexnet_vgg():
-    check_keys(models.alexnet(variant="torchvision"), {
-        "features.0.weight": (64, 3, 11, 11), "features.3.weight": (192, 64, 5, 5),
-        "features.6.weight": (384, 192, 3, 3), "features.8.weight": (256, 384, 3, 3),
-        "features.10.weight": (256, 256, 3, 3), "classifier.1.weight": (4096, 9216),
-        "classifier.4.weight": (4096, 4096), "classifier.6.weight": (1000, 4096)})
-    vgg16 = models.vgg16()
-    check_keys(vgg16, {
-        "features.0.weight": (64, 3, 3, 3), "features.2.weight": (64, 64, 3, 3),
-        "features.28.weight": (512, 512, 3, 3), "features.28.bias": (512,),
-        "classifier.0.weight": (4096, 25088), "classifier.3.weight": (4096, 4096),
-        "classifier.6.weight": (1000, 4096)})
-    assert len(vgg16.state_dict()) == 32
-    del vgg16
-    vgg19 = models.vgg19()
-    check_keys(vgg19, {"features.34.weight": (512, 512, 3, 3), "classifier.6.bias": (1000,)})
-    assert len(vgg19.state_dict()) == 38

@@ -71,6 +71,15 @@ def _passes(case, arrays, to_device, sync, repeats):
     return timings, step
 
 
+def _numba_layer():
+    """The threading layer Numba chose (known once a parallel kernel ran)."""
+    import numba
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return None
+
+
 def im2col_share(step, repeats):
     """Fraction of ``step``'s time spent in ``ops.conv._im2col`` / ``_col2im``
     (the dispatchers every conv calls), timed by wrapping them; None if the
@@ -94,10 +103,10 @@ def im2col_share(step, repeats):
         for n in names:
             setattr(conv, n, timed(originals[n]))
         step()
-        spent[0] = 0.0
-        t0 = time.perf_counter()
-        for _ in range(repeats):
+        spent[0], runs, t0 = 0.0, 0, time.perf_counter()
+        while runs < repeats or time.perf_counter() - t0 < 0.2:   # at least 0.2 s
             step()
+            runs += 1
         return spent[0] / (time.perf_counter() - t0)
     finally:
         for n, fn in originals.items():
@@ -115,9 +124,12 @@ def run_kernel(spec, result):
     memory = {"baseline_rss_mb": baseline, "peak_rss_mb": peak_rss_mb(),
               "traced_step_mb": traced_peak_mb(step),
               "inputs_mb": sum(a.nbytes for a in arrays.values()) / 2**20}
-    result.update(memory=memory)
+    result.update(memory=memory, numba_threading_layer=_numba_layer())
     if case.op == "conv":
-        fwd_only = lambda: fast_op(case)(**{k: minidl.Tensor(v) for k, v in arrays.items()})
+        plain = {k: minidl.Tensor(v) for k, v in arrays.items()}
+
+        def fwd_only():
+            fast_op(case)(**plain)
         result.update(im2col_share={"fwd": im2col_share(fwd_only, repeats),
                                     "fwd+bwd": im2col_share(step, repeats)})
     if spec.get("gpu"):

@@ -136,6 +136,15 @@ def _errors(results):
     return found
 
 
+def _numba_layer(results):
+    """The Numba threading layer the kernel cases reported."""
+    for entry in results.get("kernels", {}).values():
+        layer = _get(entry, "fast", "numba_threading_layer")
+        if layer:
+            return layer
+    return None
+
+
 def environment_lines(results):
     env, meta = results.get("environment", {}), results["meta"]
     blas = ", ".join(f"{b.get('internal_api')} {b.get('version')} kernel "
@@ -152,7 +161,8 @@ def environment_lines(results):
         f"Chainer {env.get('chainer') or 'not installed'}",
         f"- BLAS (threadpoolctl): {blas}",
         f"- Threads: BLAS {env.get('blas_threads')}, Numba {env.get('numba_threads')} "
-        f"({env.get('numba_threading_layer')} layer); thread variables: "
+        f"({_numba_layer(results) or env.get('numba_threading_layer')} threading layer); "
+        f"thread variables: "
         f"{env.get('thread_variables') or 'none set'}",
         f"- OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed from the benchmark's environment "
         f"before NumPy loads: {removed}; seen by the cases: "
