@@ -126,6 +126,13 @@ def test_table_is_aligned():
     assert "Total params: 61,706" in text and "Total MACs: 416,520" in text
 
 
+def test_wrong_input_size_names_layer_and_cleans_up():
+    model = models.lenet5()
+    with pytest.raises(ValueError, match=r"classifier\.0 \(Linear\).*400.*\(1, 256\)"):
+        summary(model, (1, 28, 28))
+    assert model.training and all("forward" not in m.__dict__ for m in model.modules())
+
+
 def test_dtype_follows_model_and_bad_shape():
     s = summary(models.lenet5().double(), (1, 32, 32))
     assert s.rows[0].activations == 6 * 28 * 28 * 8

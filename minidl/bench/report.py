@@ -183,8 +183,9 @@ def kernel_lines(results, cmd):
         return []
     present = [(k, label) for k, label in COLUMNS
                if any(kernel_seconds(results["kernels"][n], k, "fwd") for n in names)]
+    speedup = ["speed-up vs naive"] if present[0][0] == "naive" else []
     header = (["case", "shape", "pass"] + [f"{label} ms" for _, label in present]
-              + ["speed-up vs naive", "GFLOP/s", "% SGEMM peak", "im2col+col2im",
+              + speedup + ["GFLOP/s", "% SGEMM peak", "im2col+col2im",
                  "memory MB: step / peak RSS"])
     rows, methods = [], []
     for name in names:
@@ -197,7 +198,8 @@ def kernel_lines(results, cmd):
                 else:
                     cells.append(ms_range(_get(entry, "fast", column, passes)))
             naive, fast = kernel_seconds(entry, "naive", passes), kernel_seconds(entry, "cpu", passes)
-            cells.append(_times(naive / fast) if naive and fast else "–")
+            if speedup:
+                cells.append(_times(naive / fast) if naive and fast else "–")
             pct = conv_percent(results, name, passes)
             cells.append(f"{case.flops(passes) / fast / 1e9:.1f}" if pct is not None else "–")
             cells.append(f"{pct:.0f}%" if pct is not None else "–")

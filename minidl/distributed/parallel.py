@@ -139,7 +139,7 @@ class _Bucket:
         the next call overwrites it, so copy a gradient to keep it longer.
         """
         xp = get_array_module(self.flat)
-        scale = 1.0 / comm.world_size()
+        scale = 1.0 / comm.require_init("allreduce_gradients").size
         for p, off in zip(self.params, self.offsets):
             part = self.flat[off:off + p.data.size]                      # (p.size,)
             if p.grad is None:

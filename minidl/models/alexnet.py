@@ -61,7 +61,7 @@ class AlexNet(nn.Module):
         self.variant = variant
         if variant == "original":
             self.features = nn.Sequential(
-                nn.Conv2d(3, c1, kernel_size=11, stride=4),           # (N, 3, 227, 227) -> (N, 96, 55, 55)
+                nn.Conv2d(3, c1, kernel_size=11, stride=4),           # 227 -> (N, 96, 55, 55)
                 nn.ReLU(),
                 nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0),
                 nn.MaxPool2d(kernel_size=3, stride=2),                # -> (N, 96, 27, 27)
@@ -88,7 +88,7 @@ class AlexNet(nn.Module):
             )
         else:
             self.features = nn.Sequential(
-                nn.Conv2d(3, c1, kernel_size=11, stride=4, padding=2),  # (N, 3, 224, 224) -> (N, 64, 55, 55)
+                nn.Conv2d(3, c1, kernel_size=11, stride=4, padding=2),  # 224 -> (N, 64, 55, 55)
                 nn.ReLU(),
                 nn.MaxPool2d(kernel_size=3, stride=2),                # -> (N, 64, 27, 27)
                 nn.Conv2d(c1, c2, kernel_size=5, padding=2),          # -> (N, 192, 27, 27)

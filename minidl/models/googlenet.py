@@ -6,7 +6,7 @@ module runs 1x1, 3x3 and 5x5 convolutions and a 3x3 max-pool side by side
 
     x ─┬─ branch1: 1x1 conv ─────────────────┐
        ├─ branch2: 1x1 conv (reduce) ─ 3x3 ──┤
-       ├─ branch3: 1x1 conv (reduce) ─ 5x5 ──┼─ concat -> (N, c1 + c3 + c5 + cp, H, W)
+       ├─ branch3: 1x1 conv (reduce) ─ 5x5 ──┼─ concat: (N, c1 + c3 + c5 + cp, H, W)
        └─ branch4: 3x3 max-pool ─ 1x1 conv ──┘
 
 The 1x1 "bottleneck" convs before the 3x3 and 5x5 make it affordable: a 5x5

@@ -50,7 +50,7 @@ class VGG(nn.Module):
     def __init__(self, cfg, num_classes=1000, hidden=4096, pool_size=7, dropout=0.5):
         super().__init__()
         channels = [v for v in cfg if v != "M"][-1]
-        self.features = make_features(cfg)                          # (N, 3, 224, 224) -> (N, 512, 7, 7)
+        self.features = make_features(cfg)                          # (N, 512, 7, 7) at 224
         self.avgpool = nn.AdaptiveAvgPool2d((pool_size, pool_size))  # -> (N, 512, 7, 7)
         self.classifier = nn.Sequential(
             nn.Linear(channels * pool_size * pool_size, hidden),    # (N, 25088) -> (N, 4096)
