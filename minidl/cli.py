@@ -15,7 +15,9 @@ import time
 
 def main(argv=None):
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     if not getattr(args, "command", None):
         parser.print_help()
         return 1
@@ -85,8 +87,7 @@ def _train(args):
     from . import recipes
     if args.nproc > 1:
         from . import distributed
-        argv = [a for a in sys.argv[1:] if not a.startswith("--nproc")]
-        return distributed.launch(["-m", "minidl"] + _drop_nproc(argv), args.nproc)
+        return distributed.launch(["-m", "minidl"] + _drop_nproc(args.argv), args.nproc)
     out = args.out or os.path.join("runs", args.net)
     t0 = time.perf_counter()
     report = recipes.train_on_digits(
@@ -105,15 +106,12 @@ def _train(args):
 
 
 def _drop_nproc(argv):
+    """The command line without its --nproc N (each rank runs the rest)."""
     out, skip = [], False
     for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a == "--nproc":
-            skip = True
-            continue
-        out.append(a)
+        if not skip and not a.startswith("--nproc"):
+            out.append(a)
+        skip = a == "--nproc"
     return out
 
 

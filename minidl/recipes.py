@@ -25,21 +25,26 @@ TRAINABLE_ON_DIGITS = ("lenet5",)
 # ----------------------------------------------------------------------------
 def digits_loaders(batch_size=32, seed=0, workers=1, augment=False, sampler=None):
     """Train/test DataLoaders over the bundled digits, standardised with the
-    training set's mean and std; returns (train_loader, test_loader, mean, std)."""
+    training set's mean and std; returns (train_loader, test_loader, mean, std).
+
+    With a ``DistributedSampler`` the train loader reads this rank's shard."""
     xtr, ytr = load_digits(32, "train")
     xte, yte = load_digits(32, "test")
     mean, std = float(xtr.mean()), float(xtr.std())
     xtr, xte = (xtr - mean) / std, (xte - mean) / std
     train_set = TensorDataset(xtr, ytr)
-    if sampler is not None:                    # a distributed rank's shard
-        train_set = TensorDataset(*(a[sampler] for a in (xtr, ytr)))
     transform = None
     if augment:
         fill = -mean / std                      # the background after standardising
         transform = T.Compose([T.RandomCrop(32, padding=2, fill=fill),
                                T.RandomRotation(10, fill=fill)])
-    train = DataLoader(train_set, batch_size=batch_size, shuffle=True, seed=seed,
-                       num_workers=workers, transform=transform)
+    if sampler is None:
+        train = DataLoader(train_set, batch_size=batch_size, shuffle=True, seed=seed,
+                           num_workers=workers, transform=transform)
+    else:                                       # the shard is shuffled by the sampler
+        train = _ShardLoader(DataLoader(sampler.shard(train_set), batch_size=batch_size,
+                                        seed=seed + 1000 * (sampler.rank + 1),
+                                        num_workers=workers, transform=transform), sampler)
     test = DataLoader(TensorDataset(xte, yte), batch_size=256)
     return train, test, mean, std
 
@@ -49,7 +54,11 @@ def train_on_digits(net="lenet5", epochs=12, batch_size=32, lr=0.05, seed=0, wor
                     log=print):
     """Train ``net`` on the digits with SGD (momentum 0.9) and a cosine learning
     rate; write ``out/checkpoint.npz`` each epoch and ``out/training_curve.png``.
-    Returns a report dict (test accuracy, parameters, timing, paths)."""
+    Returns a report dict (test accuracy, parameters, timing, paths).
+
+    Started under mpirun (``minidl train lenet5 --nproc 2``), every rank trains
+    on its shard with batch ``batch_size`` and the gradients are averaged;
+    rank 0 prints and writes the checkpoint, the other ranks return None."""
     if net not in TRAINABLE_ON_DIGITS:
         models.input_shape(net)                 # unknown names list the known ones
         raise ValueError(f"minidl train: the bundled digits are 32x32x1, which only "
@@ -57,24 +66,84 @@ def train_on_digits(net="lenet5", epochs=12, batch_size=32, lr=0.05, seed=0, wor
                          f"(minidl.models.{net}) to train it on your own data")
     manual_seed(seed)
     model = models.get(net)
-    model.meta = {"arch": net, "num_classes": 10, "input_shape": [1, 32, 32]}
-    train, test, mean, std = digits_loaders(batch_size, seed, workers, augment)
-    model.meta.update(mean=mean, std=std, dataset="digits")
+    meta = {"arch": net, "num_classes": 10, "input_shape": [1, 32, 32]}
+    sampler, is_main = None, True
+    if _under_mpirun():
+        from . import distributed as dist
+        dist.init()
+        model = dist.DistributedDataParallel(model)     # rank 0's weights everywhere
+        sampler = dist.DistributedSampler(len(load_digits(32, "train")[1]), shuffle=True,
+                                          seed=seed)
+        is_main, log = dist.is_main_process(), dist.print0
+        progress = progress and is_main
+    train, test, mean, std = digits_loaders(batch_size, seed, workers, augment, sampler)
+    model.meta = dict(meta, mean=mean, std=std, dataset="digits")
     optimizer = optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     scheduler = optim.CosineAnnealingLR(optimizer, T_max=epochs)
+    if sampler is not None:
+        optimizer = _AllreduceBeforeStep(model, optimizer)
     checkpoint = os.path.join(out, "checkpoint.npz")
-    if not resume and os.path.exists(checkpoint):
+    if not resume and is_main and os.path.exists(checkpoint):
         os.remove(checkpoint)
     history = fit(model, train, test, optimizer, epochs, scheduler=scheduler,
-                  checkpoint=checkpoint, progress=progress, log=log)
+                  checkpoint=checkpoint, progress=progress, log=log,
+                  write_checkpoints=is_main)
+    if not is_main:
+        return None
     final = evaluate(model, test)
     curve = os.path.join(out, "training_curve.png")
     plot_history(history, curve, title=f"{net} on digits")
+    world = 1 if sampler is None else sampler.num_replicas
     return {"test_accuracy": final["accuracy"], "test_loss": final["loss"],
             "params": sum(int(p.size) for p in model.parameters()),
-            "n_train": len(train.dataset), "n_test": len(test.dataset),
-            "images_per_s": np.mean([h["images_per_s"] for h in history]) if history else 0.0,
+            "n_train": len(train.dataset) * world, "n_test": len(test.dataset),
+            "images_per_s": world * np.mean([h["images_per_s"] for h in history])
+            if history else 0.0,
             "checkpoint": checkpoint, "curve": curve, "history": history}
+
+
+def _under_mpirun():
+    """True inside an MPI job of more than one process (Open MPI, MPICH, PMIx)."""
+    for name in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"):
+        if int(os.environ.get(name, "1")) > 1:
+            return True
+    return False
+
+
+class _ShardLoader:
+    """A DataLoader over a rank's shard whose epoch also moves the sampler."""
+
+    def __init__(self, loader, sampler):
+        self.loader, self.sampler, self.dataset = loader, sampler, loader.dataset
+
+    @property
+    def epoch(self):
+        return self.loader.epoch
+
+    @epoch.setter
+    def epoch(self, value):
+        self.sampler.set_epoch(value)
+        self.loader.epoch = value
+
+    def __iter__(self):
+        return iter(self.loader)
+
+    def __len__(self):
+        return len(self.loader)
+
+
+class _AllreduceBeforeStep:
+    """An optimizer whose step() first averages the gradients over the ranks."""
+
+    def __init__(self, ddp, optimizer):
+        self.ddp, self.optimizer = ddp, optimizer
+
+    def step(self):
+        self.ddp.allreduce_gradients()
+        self.optimizer.step()
+
+    def __getattr__(self, name):            # zero_grad, state_dict, param_groups ...
+        return getattr(self.optimizer, name)
 
 
 def plot_history(history, path, title=""):

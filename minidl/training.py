@@ -74,8 +74,11 @@ def evaluate(model, loader, progress=False, predict=None):
 
 
 def fit(model, train_loader, test_loader, optimizer, epochs, scheduler=None,
-        checkpoint=None, loss_fn=None, progress=True, log=print):
+        checkpoint=None, loss_fn=None, progress=True, log=print, write_checkpoints=True):
     """Train for ``epochs`` epochs, resuming from ``checkpoint`` if it exists.
+
+    ``write_checkpoints=False`` only reads the checkpoint (the non-zero ranks
+    of a distributed run, where rank 0 writes).
 
     Returns the history: a list of per-epoch dicts (train loss/accuracy,
     test loss/accuracy, images/s, seconds)."""
@@ -90,7 +93,7 @@ def fit(model, train_loader, test_loader, optimizer, epochs, scheduler=None,
             train = train_one_epoch(model, train_loader, optimizer, loss_fn, progress,
                                     desc=f"epoch {epoch + 1}/{epochs}")
         except KeyboardInterrupt:
-            if checkpoint:
+            if checkpoint and write_checkpoints:
                 path = _interrupted_path(checkpoint)
                 save_checkpoint(path, model, optimizer, scheduler, epoch, history)
                 log(f"\ninterrupted: weights saved to {path}; {checkpoint} still holds "
@@ -107,7 +110,7 @@ def fit(model, train_loader, test_loader, optimizer, epochs, scheduler=None,
         log(f"epoch {epoch + 1:3d}  train loss {train['loss']:.4f}  acc "
             f"{100 * train['accuracy']:.1f}%  |  test loss {test['loss']:.4f}  acc "
             f"{100 * test['accuracy']:.1f}%  ({train['images_per_s']:.0f} img/s)")
-        if checkpoint:
+        if checkpoint and write_checkpoints:
             save_checkpoint(checkpoint, model, optimizer, scheduler, epoch + 1, history)
     return history
 

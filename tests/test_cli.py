@@ -114,3 +114,15 @@ def test_python_dash_m_entry_point():
     r = subprocess.run([sys.executable, "-m", "minidl", "--help"], capture_output=True,
                        text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert r.returncode == 0 and "train" in r.stdout
+
+
+def test_train_data_parallel_on_two_ranks(tmp_path):
+    pytest.importorskip("mpi4py", reason='the dist extra (pip install ".[dist]") is not installed')
+    r = subprocess.run([sys.executable, "-m", "minidl", "train", "lenet5", "--epochs", "1",
+                        "--nproc", "2", "--out", str(tmp_path), "--no-progress",
+                        "--workers", "0"],
+                       capture_output=True, text=True, timeout=300,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("test accuracy: ") == 1          # rank 0 reports alone
+    assert (tmp_path / "checkpoint.npz").exists()

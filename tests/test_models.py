@@ -49,13 +49,13 @@ def with_params(model, params, x):
 
 
 def check_gradients(model, x, seed=0):
-    """Directional float64 checks of d out / d input, then of d out / d the
-    parameters of each kind of layer (Conv2d, Linear, BatchNorm2d) on their
-    own, so a small error in one kind is not drowned by the others.
+    """Directional float64 checks of d out / d input, then of d out / d each
+    kind of parameter (Conv2d.weight, Linear.bias, BatchNorm2d.weight...) on
+    its own, so a small error in one kind is not drowned by the others.
     Dropout masks are re-drawn from the same seed on each evaluation."""
     model.double()
-    kinds = [type(m).__name__ for m in model.modules()
-             for p in m._parameters.values() if p is not None]
+    kinds = [f"{type(m).__name__}.{name}" for m in model.modules()
+             for name, p in m._parameters.items() if p is not None]
     params = [Tensor(p.data.copy()) for p in model.parameters()]
     x = Tensor(x.data.astype(np.float64))
 
@@ -63,13 +63,15 @@ def check_gradients(model, x, seed=0):
         minidl.manual_seed(seed)
         return with_params(model, ps, x)
 
+    for p in params:
+        p.requires_grad = True
+    out = fn(x, *params)                   # the swap works: every parameter gets a gradient
+    sum(o.sum() for o in (out if isinstance(out, tuple) else (out,))).backward()
+    assert all(p.grad is not None for p in params)
     for kind in ["input"] + sorted(set(kinds)):
         x.requires_grad = kind == "input"
         for p, k in zip(params, kinds):
-            p.requires_grad, p.grad = k == kind, None
-        out = fn(x, *params)               # the swap works: each checked tensor gets a grad
-        sum(o.sum() for o in (out if isinstance(out, tuple) else (out,))).backward()
-        assert all(p.grad is not None for p, k in zip(params, kinds) if k == kind), kind
+            p.requires_grad = k == kind
         assert gradcheck(fn, [x, *params], mode="directional", atol=1e-8, rtol=1e-4), kind
 
 

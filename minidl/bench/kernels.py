@@ -148,8 +148,11 @@ def run_kernel(spec, result):
 # ----------------------------------------------------------------------------
 # the naive references, one run, on a slice of the problem if it is big
 # ----------------------------------------------------------------------------
-def _naive_entry(seconds, scale, method):
-    return {"seconds": seconds * scale, "measured_s": seconds, "scale": scale, "method": method}
+def _naive_entry(seconds, scale, part=""):
+    """One naive timing: ``part`` names the slice that ran ("" = the whole case)."""
+    method = f"1 run on {part}, x{scale:.4g}" if part else "1 run, whole case"
+    return {"seconds": seconds * scale, "measured_s": seconds, "scale": scale, "part": part,
+            "method": method}
 
 
 def _check(result, fast, naive):
@@ -178,20 +181,20 @@ def run_naive(spec, result):
         t = time_once(lambda: out.update(zip(("y", "argmax"), max_pool2d_naive(x, *geo))))
         n = max(1, min(N, budget // (C * OH * OW)))        # its loops run over n, c, oh, ow
         tb = time_once(lambda: max_pool2d_backward_naive(gy[:n], out["argmax"][:n], H, W))
-        bwd = _naive_entry(tb, N / n, f"1 run on N={n}, x{N / n:g}")
+        bwd = _naive_entry(tb, N / n, f"N={n}" if n < N else "")
     elif case.op == "avgpool":
         from ..ops.pool import avg_pool2d_backward_naive, avg_pool2d_naive
         window = (case.k, case.k, case.s, case.s, 0, 0)    # kh, kw, sh, sw, ph, pw
         t = time_once(lambda: out.update(y=avg_pool2d_naive(x, *window, OH, OW, True)))
         tb = time_once(lambda: avg_pool2d_backward_naive(gy, *window, H, W, True))
-        bwd = _naive_entry(tb, 1, "1 run, full batch")
+        bwd = _naive_entry(tb, 1)
     else:
         from ..ops.lrn import lrn_backward_naive, lrn_naive
         settings = (case.k, 1e-4, 0.75, 2.0)                  # size, alpha, beta, k
         t = time_once(lambda: out.update(y=lrn_naive(x, *settings)))
         tb = time_once(lambda: lrn_backward_naive(x, gy, *settings))
-        bwd = _naive_entry(tb, 1, "1 run, full batch")
-    result.update(fwd=_naive_entry(t, 1, "1 run, full batch"), bwd=bwd)
+        bwd = _naive_entry(tb, 1)
+    result.update(fwd=_naive_entry(t, 1), bwd=bwd)
     _check(result, fast_op(case)(Tensor(x)).data, out["y"])
 
 
@@ -209,15 +212,15 @@ def _naive_conv(case, arrays, gy, budget, result):
     o = min(O, units)
     n = min(N, max(1, units // o))
     scale = N * O / (n * o)
-    method = f"1 run on N={n}, O={o}, x{scale:g}" if scale > 1 else "1 run, full case"
+    part = f"N={n}, O={o}" if scale > 1 else ""
     xs, ws, bs = x[:n], w[:o], b[:o]
     geo = conv_geometry(xs.shape, ws.shape, stride=case.s, padding=case.p)
     y = [None]
     t = time_once(lambda: y.__setitem__(0, conv2d_naive(xs, ws, bs, geo, 1)))
-    result.update(fwd=_naive_entry(t, scale, method))
+    result.update(fwd=_naive_entry(t, scale, part))
     _check(result, fast_op(case)(Tensor(xs), Tensor(ws), Tensor(bs)).data, y[0])
     tb = time_once(lambda: conv2d_naive_backward(xs, ws, gy[:n, :o], geo, 1))
-    result.update(bwd=_naive_entry(tb, scale, method))
+    result.update(bwd=_naive_entry(tb, scale, part))
 
 
 # ----------------------------------------------------------------------------
@@ -242,3 +245,19 @@ t3 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "first_conv_s": t2 - t1, "second_conv_s": t3 - t2}))
 """
 COLD_START_SHAPE = "conv2d fwd+bwd 8x16x28x28 -> 32, k5 p2 (Inception 5x5)"
+
+
+def loop(name, seconds=10.0):
+    """Run the fwd+bwd step of kernel case ``name`` for ``seconds``: a target
+    for a sampling profiler, e.g.
+    py-spy record --native -- python -c "from minidl.bench.kernels import loop; loop('conv/resnet_3x3')"
+    """
+    from minidl import Tensor
+    case = kernel_case(name)
+    leaves = {k: Tensor(v, requires_grad=True) for k, v in make_arrays(case).items()}
+    gy = np.ones(case.out_shape, dtype=np.float32)
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        fast_op(case)(**leaves).backward(gy)
+        for t in leaves.values():
+            t.grad = None

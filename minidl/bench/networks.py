@@ -179,13 +179,14 @@ def _subclasses(cls):
 
 
 def overhead(step, opt, repeats):
-    """Split ``repeats`` steps into kernels (Function.forward/backward),
-    optimizer (opt.step) and the rest, the framework's overhead."""
+    """Split ``repeats`` steps into kernels (Function.forward/backward, also
+    per op), optimizer (opt.step) and the rest, the framework's overhead."""
     from ..tensor import Function
     spent = {"kernels": 0.0, "optimizer": 0.0}
+    per_op = {}                       # "Conv2d.backward" -> seconds
     depth = [0]                       # a forward calling super().forward counts once
 
-    def timed(fn, bucket):
+    def timed(fn, bucket, op=None):
         def wrapper(*args, **kwargs):
             depth[0] += 1
             t0 = time.perf_counter()
@@ -195,16 +196,19 @@ def overhead(step, opt, repeats):
                 depth[0] -= 1
                 if depth[0] == 0:
                     spent[bucket] += time.perf_counter() - t0
+                    if op:
+                        per_op[op] = per_op.get(op, 0.0) + time.perf_counter() - t0
         return wrapper
 
     patched = [(cls, name, cls.__dict__[name]) for cls in _subclasses(Function)
                for name in ("forward", "backward") if name in cls.__dict__]
     for cls, name, fn in patched:
-        setattr(cls, name, timed(fn, "kernels"))
+        setattr(cls, name, timed(fn, "kernels", f"{cls.__name__}.{name}"))
     opt.step = timed(opt.step, "optimizer")
     try:
         step()                                       # warm
         spent.update(kernels=0.0, optimizer=0.0)
+        per_op.clear()
         t0 = time.perf_counter()
         for _ in range(repeats):
             step()
@@ -215,5 +219,19 @@ def overhead(step, opt, repeats):
         del opt.step                                 # back to the class's method
     kernels, optimizer = spent["kernels"] / repeats, spent["optimizer"] / repeats
     rest = total - kernels - optimizer
+    top = sorted(per_op.items(), key=lambda kv: -kv[1])[:6]
     return {"step_s": total, "kernels_s": kernels, "optimizer_s": optimizer,
-            "overhead_s": rest, "share": rest / total}
+            "overhead_s": rest, "share": rest / total,
+            "top_kernels_s": {op: t / repeats for op, t in top}}
+
+
+def loop(name, batch=None, seconds=10.0):
+    """Run training steps of network case ``name`` for ``seconds`` (a target
+    for py-spy, as kernels.loop)."""
+    from ..optim import SGD
+    case = network_case(name)
+    model, x, target = build(case, batch or case.batch)
+    step = train_step(model, x, target, SGD(model.parameters(), lr=0.01, momentum=0.9))
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        step()

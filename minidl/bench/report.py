@@ -110,6 +110,21 @@ def ms_range(timing):
     return f"{ms(timing['median'])} [{ms(timing['min'])}–{ms(timing['max'])}]"
 
 
+def _naive_cell(entry, passes):
+    """'52,067 (N=1, O=6 x171)': the naive time and, if a slice ran, which."""
+    seconds = kernel_seconds(entry, "naive", passes)
+    if seconds is None:
+        return "–"
+
+    def tag(key):
+        e = _get(entry, "naive", key) or {}
+        return f"{e['part']} x{e['scale']:.3g}" if e.get("part") else ""
+
+    fwd, bwd = tag("fwd"), tag("bwd")
+    how = fwd if passes == "fwd" or fwd == bwd else f"{fwd or 'fwd whole'} + bwd {bwd or 'whole'}"
+    return f"{ms(seconds)} ({how})" if how else ms(seconds)
+
+
 def _times(ratio):
     """A speed-up ratio: '1,234x', '12x', '0.5x'."""
     return f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.2g}x"
@@ -193,8 +208,8 @@ def kernel_lines(results, cmd):
         for passes in PASSES:
             cells = [f"`{name}`", case.shape_text, passes]
             for column, _ in present:
-                if column in ("naive",):
-                    cells.append(ms(kernel_seconds(entry, "naive", passes)))
+                if column == "naive":
+                    cells.append(_naive_cell(entry, passes))
                 else:
                     cells.append(ms_range(_get(entry, "fast", column, passes)))
             naive, fast = kernel_seconds(entry, "naive", passes), kernel_seconds(entry, "cpu", passes)
@@ -209,17 +224,16 @@ def kernel_lines(results, cmd):
             cells.append(f"{memory['traced_step_mb']:.0f} / {memory['peak_rss_mb']:.0f}"
                          if memory else "")
             rows.append(cells)
-        for passes, key in (("fwd", "fwd"), ("bwd", "bwd")):
-            method = _get(entry, "naive", key, "method")
-            if method:
-                methods.append(f"`{name}` {passes}: {method}")
+        methods += [f"`{name}` {key}: {_get(entry, 'naive', key, 'method')}"
+                    for key in ("fwd", "bwd") if _get(entry, "naive", key, "method")]
         check = _get(entry, "naive", "check")
         if check:
             methods.append(f"`{name}`: fast forward vs naive forward on the same input, max |diff| "
                            f"{check['max_abs_diff']:.2g} (max |y| {check['max_abs_ref']:.3g})")
     lines = ["## Kernels", "", f"Command: `{cmd('conv/*,maxpool/*,avgpool/*,lrn/*')}` "
              "(one row: `--only <case>`).", "",
-             "Times in ms: median [min–max] of the repeats; naive: one run (see below). "
+             "Times in ms: median [min–max] of the repeats; naive: one run, in brackets the "
+             "slice that ran and the scale factor when not the whole case (see below). "
              "fwd+bwd computes the gradients of every input. GFLOP/s and % of peak: conv "
              "only, FLOPs = 2 x MACs forward, 3x that for fwd+bwd; the peak is the SGEMM "
              "figure above. im2col+col2im: share of the time inside ops.conv's im2col / "
@@ -229,8 +243,8 @@ def kernel_lines(results, cmd):
     lines += _table(header, rows)
     if methods:
         lines += ["", "How the naive references were timed (one run each; where a slice of "
-                  "the problem was run, its time is scaled by the ratio of work, exact for "
-                  "these loops):", ""] + [f"- {m}" for m in methods]
+                  "the problem was run, its time is scaled by the ratio of work: these loops do "
+                  "the same work for every image and output channel):", ""] + [f"- {m}" for m in methods]
     return lines
 
 
@@ -272,7 +286,9 @@ def network_lines(results, cmd):
                   f"kernels (every Function forward/backward) {ms(over['kernels_s'])} ms, "
                   f"optimizer step {ms(over['optimizer_s'])} ms, framework overhead (module "
                   f"calls, graph recording, backward engine) {ms(over['overhead_s'])} ms = "
-                  f"{100 * over['share']:.0f}%."]
+                  f"{100 * over['share']:.0f}%. Largest kernels: "
+                  + ", ".join(f"{op} {ms(t)} ms" for op, t in over["top_kernels_s"].items())
+                  + "."]
     return lines
 
 

@@ -169,7 +169,10 @@ def run(args, prog):
 def main(argv=None, prog="minidl bench"):
     """Run the benchmark; write the reports; return the exit status (0)."""
     from . import report
-    args = parse_args(sys.argv[1:] if argv is None else list(argv), prog)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--"]:                   # `minidl bench -- --quick` (argparse REMAINDER)
+        argv = argv[1:]
+    args = parse_args(argv, prog)
     if args.list:
         print("\n".join(C.all_case_names()))
         return 0

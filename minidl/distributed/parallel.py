@@ -214,13 +214,17 @@ class DistributedDataParallel:
     is still running, hiding communication behind computation; here it runs
     after backward.)
 
-    bucket_size_mb=25 (PyTorch's default). Without overlap, fewer and larger
-    messages are better (each message costs the latency once); measured on
-    ResNet-18's 45 MiB of float32 gradients with 2 ranks on one machine (see
-    benchmarks/bench_distributed.py), 1, 4 and 25 MiB buckets took
-    about the same time, within noise; 25 MiB keeps the extra flat copy of
-    the gradients to at most a bucket per message on large nets. LeNet-5
-    (0.24 MiB) always fits in one bucket.
+    bucket_size_mb=25 (PyTorch's default). Small buckets pay off only when
+    communication overlaps backward (PyTorch's reason for them); here it does
+    not, and every message is a meeting point that all ranks must reach, so
+    fewer messages win. Measured (benchmarks/bench_distributed.py) on
+    ResNet-18's 43 MiB of float32 gradients, 2 ranks on one 2-core machine
+    shared with other jobs: with the cores busy, 25 MiB (2 messages) took
+    about 90 ms per all-reduce against 250-350 ms for 1 MiB (20), 4 MiB (12)
+    or one message per parameter (62); in a quiet moment every size from
+    1 MiB up took 10-25 ms. LeNet-5 (0.24 MiB) is a single bucket anyway.
+    Each bucket keeps a flat buffer of its size, allocated once on the
+    parameters' device: move the model to its device before wrapping it.
 
     Every other attribute (``parameters()``, ``state_dict()``, ``train()``,
     ``eval()``, ...) is the wrapped model's, so names carry no ``module.``

@@ -26,9 +26,10 @@ else 112 would become 55.
 Two variants:
 
 * ``"original"``: the paper's table. Every conv has a bias and a ReLU, no
-  BatchNorm; LRN after the first max-pool and after conv3 (size 5, alpha
-  2e-5 = 1e-4 / 5, beta 0.75, k 1: the BVLC Caffe model, whose alpha is
-  divided by the size, in minidl's convention); a real 5x5 branch; average
+  BatchNorm; LRN after the first max-pool and after the paper's conv2 stage
+  (its 1x1 reduce and 3x3 are ``conv2`` and ``conv3`` here, torchvision's
+  names), with size 5, alpha 2e-5, beta 0.75, k 1 (the BVLC Caffe model's
+  alpha 1e-4 is divided by the size; minidl's is not); a real 5x5 branch; average
   pool 7x7; dropout 0.4. Auxiliary heads: average pool 5x5/3 -> 4x4, 1x1
   conv 128, fc 1024, dropout 0.7, fc num_classes. 6,998,552 parameters
   without the auxiliary heads, 13,378,280 with them.

@@ -7,7 +7,7 @@ positions never win a max and are never read. The number of output rows is
 
     OH = floor((H + 2p - k) / s) + 1                          (ceil_mode=False)
     OH = ceil((H + 2p - k) / s) + 1, minus 1 if the last window
-         would start at or past H + p (in the right padding)    (ceil_mode=True)
+         would start in the right padding (at or past row H)   (ceil_mode=True)
 
 so every window holds at least one real pixel (PyTorch also requires
 p <= k // 2, checked here).
@@ -177,25 +177,22 @@ def max_pool_backward(gy, argmax, gx):
                 plane[argmax[p, oh, ow]] += gy[p, oh, ow]
 
 
-def max_pool_forward_gpu(x, y, argmax, kh, kw, sh, sw, ph, pw):
+def _launch(kernel, n, arrays, plane_in, plane_out, settings):
+    """cuda.launch a pool.cu kernel over n threads with the arguments
+    (n, *arrays, H, W, OH, OW, *settings), the sizes and settings as int32."""
+    ints = tuple(np.int32(v) for v in (*plane_in, *plane_out, *settings))
+    cuda.launch("pool.cu", kernel, n, (np.int64(n), *arrays, *ints), arrays[0].dtype)
+
+
+def max_pool_forward_gpu(x, y, argmax, *window):
     """CUDA twin of max_pool_forward: one thread per output (kernels/pool.cu)."""
-    P, H, W = x.shape
-    OH, OW = y.shape[1], y.shape[2]
-    i32 = np.int32
-    cuda.launch("pool.cu", "max_pool_forward", y.size,
-                (np.int64(y.size), x, y, argmax, i32(H), i32(W), i32(OH), i32(OW),
-                 i32(kh), i32(kw), i32(sh), i32(sw), i32(ph), i32(pw)), x.dtype)
+    _launch("max_pool_forward", y.size, (x, y, argmax), x.shape[1:], y.shape[1:], window)
 
 
-def max_pool_backward_gpu(gy, argmax, gx, kh, kw, sh, sw, ph, pw):
+def max_pool_backward_gpu(gy, argmax, gx, *window):
     """CUDA twin of max_pool_backward: one thread per INPUT pixel, gathering
     from the windows that cover it (no atomics)."""
-    P, H, W = gx.shape
-    OH, OW = gy.shape[1], gy.shape[2]
-    i32 = np.int32
-    cuda.launch("pool.cu", "max_pool_backward", gx.size,
-                (np.int64(gx.size), gy, argmax, gx, i32(H), i32(W), i32(OH), i32(OW),
-                 i32(kh), i32(kw), i32(sh), i32(sw), i32(ph), i32(pw)), gx.dtype)
+    _launch("max_pool_backward", gx.size, (gy, argmax, gx), gx.shape[1:], gy.shape[1:], window)
 
 
 class MaxPool2d(Function):
@@ -240,11 +237,13 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
 # ----------------------------------------------------------------------------
 # average pooling
 # ----------------------------------------------------------------------------
-def _divisor(h0, w0, kh, kw, H, W, ph, pw, count_include_pad):
-    """PyTorch's divisor for the window with corner (h0, w0) (may be negative)."""
-    if count_include_pad:       # the window clipped to the padded input [-p, H + p)
-        return (min(h0 + kh, H + ph) - h0) * (min(w0 + kw, W + pw) - w0)
-    return (min(h0 + kh, H) - max(h0, 0)) * (min(w0 + kw, W) - max(w0, 0))
+def _naive_divisor(h0, w0, kh, kw, H, W, ph, pw, count_include_pad):
+    """Count the window positions that lie in the padded input (count_include_pad)
+    or in the input; the window's corner (h0, w0) may be in the padding."""
+    (h_lo, h_hi), (w_lo, w_hi) = ((-ph, H + ph), (-pw, W + pw)) if count_include_pad \
+        else ((0, H), (0, W))
+    return (sum(h_lo <= h < h_hi for h in range(h0, h0 + kh))
+            * sum(w_lo <= w < w_hi for w in range(w0, w0 + kw)))
 
 
 def avg_pool2d_naive(x, kh, kw, sh, sw, ph, pw, OH, OW, count_include_pad):
@@ -255,7 +254,7 @@ def avg_pool2d_naive(x, kh, kw, sh, sw, ph, pw, OH, OW, count_include_pad):
         for ow in range(OW):
             h0, w0 = oh * sh - ph, ow * sw - pw
             window = x[:, :, max(h0, 0):min(h0 + kh, H), max(w0, 0):min(w0 + kw, W)]
-            y[:, :, oh, ow] = window.sum(axis=(2, 3)) / _divisor(
+            y[:, :, oh, ow] = window.sum(axis=(2, 3)) / _naive_divisor(
                 h0, w0, kh, kw, H, W, ph, pw, count_include_pad)
     return y
 
@@ -267,10 +266,20 @@ def avg_pool2d_backward_naive(gy, kh, kw, sh, sw, ph, pw, H, W, count_include_pa
     for oh in range(OH):
         for ow in range(OW):
             h0, w0 = oh * sh - ph, ow * sw - pw
-            d = _divisor(h0, w0, kh, kw, H, W, ph, pw, count_include_pad)
+            d = _naive_divisor(h0, w0, kh, kw, H, W, ph, pw, count_include_pad)
             gx[:, :, max(h0, 0):min(h0 + kh, H), max(w0, 0):min(w0 + kw, W)] += (
                 gy[:, :, oh, ow, None, None] / d)
     return gx
+
+
+@njit(inline="always")
+def divisor(h0, w0, H, W, kh, kw, ph, pw, count_include_pad):
+    """PyTorch's divisor for the window with corner (h0, w0): the window
+    clipped to the padded input [-p, H + p) (count_include_pad), else to the
+    input. Same name in kernels/pool.cu."""
+    if count_include_pad:
+        return (min(h0 + kh, H + ph) - h0) * (min(w0 + kw, W + pw) - w0)
+    return (min(h0 + kh, H) - max(h0, 0)) * (min(w0 + kw, W) - max(w0, 0))
 
 
 @njit(parallel=True)
@@ -285,10 +294,7 @@ def avg_pool_forward(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
             for ow in range(OW):
                 w0 = ow * sw - pw
                 w_lo, w_hi = max(w0, 0), min(w0 + kw, W)
-                if count_include_pad:
-                    div = (min(h0 + kh, H + ph) - h0) * (min(w0 + kw, W + pw) - w0)
-                else:
-                    div = (h_hi - h_lo) * (w_hi - w_lo)
+                div = divisor(h0, w0, H, W, kh, kw, ph, pw, count_include_pad)
                 acc = x.dtype.type(0)
                 for h in range(h_lo, h_hi):
                     for w in range(w_lo, w_hi):
@@ -309,35 +315,22 @@ def avg_pool_backward(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad):
             for ow in range(OW):
                 w0 = ow * sw - pw
                 w_lo, w_hi = max(w0, 0), min(w0 + kw, W)
-                if count_include_pad:
-                    div = (min(h0 + kh, H + ph) - h0) * (min(w0 + kw, W + pw) - w0)
-                else:
-                    div = (h_hi - h_lo) * (w_hi - w_lo)
+                div = divisor(h0, w0, H, W, kh, kw, ph, pw, count_include_pad)
                 g = gy[p, oh, ow] / gx.dtype.type(div)
                 for h in range(h_lo, h_hi):
                     for w in range(w_lo, w_hi):
                         gx[p, h, w] += g
 
 
-def avg_pool_forward_gpu(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
+def avg_pool_forward_gpu(x, y, *settings):
     """CUDA twin of avg_pool_forward: one thread per output."""
-    P, H, W = x.shape
-    OH, OW = y.shape[1], y.shape[2]
-    i32 = np.int32
-    cuda.launch("pool.cu", "avg_pool_forward", y.size,
-                (np.int64(y.size), x, y, i32(H), i32(W), i32(OH), i32(OW), i32(kh), i32(kw),
-                 i32(sh), i32(sw), i32(ph), i32(pw), i32(count_include_pad)), x.dtype)
+    _launch("avg_pool_forward", y.size, (x, y), x.shape[1:], y.shape[1:], settings)
 
 
-def avg_pool_backward_gpu(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad):
+def avg_pool_backward_gpu(gy, gx, *settings):
     """CUDA twin of avg_pool_backward: one thread per input pixel, gathering
     gy / divisor from the windows that cover it."""
-    P, H, W = gx.shape
-    OH, OW = gy.shape[1], gy.shape[2]
-    i32 = np.int32
-    cuda.launch("pool.cu", "avg_pool_backward", gx.size,
-                (np.int64(gx.size), gy, gx, i32(H), i32(W), i32(OH), i32(OW), i32(kh), i32(kw),
-                 i32(sh), i32(sw), i32(ph), i32(pw), i32(count_include_pad)), gx.dtype)
+    _launch("avg_pool_backward", gx.size, (gy, gx), gx.shape[1:], gy.shape[1:], settings)
 
 
 class AvgPool2d(Function):
@@ -413,14 +406,16 @@ class AdaptiveAvgPool2d(Function):
             return x.mean(axis=(2, 3), keepdims=True, dtype=x.dtype)  # (N, C, 1, 1)
         self.a_h = _bin_matrix(xp, H, self.output_size[0], x.dtype)  # (OH, H)
         self.a_w = _bin_matrix(xp, W, self.output_size[1], x.dtype)  # (OW, W)
-        return self.a_h @ (x @ self.a_w.T)          # (N,C,H,W)@(W,OW) -> (OH,H)@ -> (N,C,OH,OW)
+        rows = x @ self.a_w.T                       # (N, C, H, W) @ (W, OW) -> (N, C, H, OW)
+        return self.a_h @ rows                      # (OH, H) @ (N, C, H, OW) -> (N, C, OH, OW)
 
     def backward(self, gy):
         xp = get_array_module(gy)
         N, C, H, W = self.x_shape
         if self.output_size == (1, 1):
             return xp.broadcast_to(gy / gy.dtype.type(H * W), self.x_shape).copy()
-        return self.a_h.T @ (gy @ self.a_w)         # (H,OH)@(N,C,OH,OW)@(OW,W) -> (N,C,H,W)
+        cols = gy @ self.a_w                        # (N, C, OH, OW) @ (OW, W) -> (N, C, OH, W)
+        return self.a_h.T @ cols                    # (H, OH) @ (N, C, OH, W) -> (N, C, H, W)
 
 
 def adaptive_avg_pool2d(x, output_size):
