@@ -37,15 +37,18 @@ from minidl.training import evaluate, train_one_epoch
 # ----------------------------------------------------------------------------
 # command line
 # ----------------------------------------------------------------------------
-def parser(description, seeds, epochs=None, jobs=False):
-    """The options every script takes; ``seeds`` and ``epochs`` are its defaults
-    at full size (``--quick`` picks the script's reduced sizes instead). A
-    script that trains nothing has no ``--epochs``; one whose runs can go to
-    several processes (``run_tasks``) passes ``jobs=True``."""
+def parser(description, seeds=None, epochs=None, jobs=False):
+    """The options the scripts share; ``seeds`` and ``epochs`` are a script's
+    defaults at full size (``--quick`` picks its reduced sizes instead). A
+    script that draws nothing at random has no ``--seeds``, one that trains
+    nothing no ``--epochs``; one whose runs can go to several processes
+    (``run_tasks``) passes ``jobs=True``."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true",
                    help="the reduced version the test suite runs (seconds, not minutes)")
-    p.add_argument("--seeds", type=int, default=seeds, help=f"repetitions (default {seeds})")
+    if seeds is not None:
+        p.add_argument("--seeds", type=int, default=seeds,
+                       help=f"repetitions (default {seeds})")
     if epochs is not None:
         p.add_argument("--epochs", type=int, default=epochs,
                        help=f"training epochs (default {epochs})")

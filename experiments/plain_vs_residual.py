@@ -175,7 +175,7 @@ def plot(result, args):
                title=f"{kind} (band: min-max over seeds)")
         ax.grid(alpha=0.3, which="both")
         ax.legend()
-    for kind, style in (("plain", "o--"), ("residual", "s-")):
+    for kind, style in (("plain", "o--C0"), ("residual", "s-C1")):
         final = [result["runs"][(kind, d)]["final_loss"] for d in result["depths"]]
         ax_d.errorbar(result["depths"], [f.mean() for f in final],
                       yerr=[f.std() for f in final], fmt=style, capsize=3, label=kind)

@@ -33,6 +33,7 @@ from minidl.ops.loss import cross_entropy
 from minidl.tensor import Tensor, no_grad
 
 NAME = "why_resnets_work"
+STYLES = {"plain": "o--C0", "residual": "s-C1"}
 
 
 # ----------------------------------------------------------------------------
@@ -154,12 +155,12 @@ def main(argv=None):
 
 def plot(scales, shrink, norms, first, args):
     fig, (ax_s, ax_d, ax_l) = figure(3)
-    for kind, style in (("residual", "s-"), ("plain", "o--")):
+    for kind, style in STYLES.items():
         ax_s.plot(scales, shrink[kind], style, label=f"{kind} block")
     ax_s.set(xlabel="scale of W[l+2] (b[l+2] = 0)",
              ylabel="||a[l+2] - a[l]|| / ||a[l]||", title="does the block pass a[l] on?")
     depths = args.depths
-    for kind, style in (("plain", "o--"), ("residual", "s-")):
+    for kind, style in STYLES.items():
         ax_d.errorbar(depths, [first[(kind, d)].mean() for d in depths],
                       yerr=[first[(kind, d)].std() for d in depths], fmt=style, capsize=3,
                       label=kind)
