@@ -1,14 +1,18 @@
 """Timing of conv2d (float32, CPU): ms, GFLOP/s and % of a measured SGEMM peak.
 
-    python benchmarks/conv_timing.py               # the six cases below
+    python benchmarks/conv_timing.py               # the six cases below, wall clock
+    OPENBLAS_NUM_THREADS=1 python benchmarks/conv_timing.py --cpu-time
+                                                   # one thread, CPU time of this process
     python benchmarks/conv_timing.py --cold-start  # import + first conv2d, fresh process
 
 For each case: forward+backward (gradients of input, weight and bias) time,
 its GFLOP/s (3 GEMMs of 2*N*O*C_g*kh*kw*OH*OW flops), the ratio to the SGEMM
 peak measured in the same run (a 2048^3 float32 matmul), and the share of
 that time spent in im2col + col2im (two im2col, since backward recomputes
-the columns, and one col2im). Times are the best of REPEATS runs; the spread
-is printed too. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from the
+the columns, and one col2im). Times are the best of REPEATS runs; the median
+is printed too. On a machine shared with other jobs, wall-clock times of two
+threads swing 2-5x; with one thread, the CPU time of this process
+(--cpu-time) does not count the others' jobs and is stable to a few %. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from the
 environment before NumPy loads OpenBLAS (they select a slower kernel).
 
 Measured here (2 shared cores, AMD EPYC with AVX-512, OpenBLAS 0.3.31
@@ -33,6 +37,7 @@ import minidl  # noqa: E402
 from minidl.ops import conv  # noqa: E402
 
 REPEATS = 5
+clock = time.process_time if "--cpu-time" in sys.argv else time.perf_counter
 # name: (N, C, H, W, O, k, stride, padding)
 CASES = {
     "LeNet conv2":     (64, 6, 14, 14, 16, 5, 1, 0),
@@ -49,9 +54,9 @@ def best_time(fn, repeats=REPEATS):
     fn()
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return min(times), float(np.median(times))
 
 
@@ -122,6 +127,8 @@ def main():
     if "--cold-start" in sys.argv:
         cold_start()
         return
+    print(f"clock: {'CPU time of this process' if clock is time.process_time else 'wall'}; "
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset (one per core)')}")
     peak = sgemm_peak()
     print(f"SGEMM peak (2048^3 float32 matmul): {peak:.0f} GFLOP/s")
     print(f"{'case':16s} {'fwd+bwd ms':>11s} {'median':>8s} {'GFLOP/s':>8s} {'% peak':>7s} "

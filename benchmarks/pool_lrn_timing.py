@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import minidl  # noqa: E402
 import minidl.nn.functional as F  # noqa: E402
-from minidl.jit import numba  # noqa: E402
+import numba  # noqa: E402
 from minidl.ops import lrn, pool  # noqa: E402
 
 REPEATS = 7

@@ -55,7 +55,8 @@ def parser(description, seeds=None, epochs=None, jobs=False):
     if jobs:
         p.add_argument("--jobs", type=int, default=2,
                        help="worker processes for the training runs (default 2)")
-    p.set_defaults(jobs=1)
+    else:
+        p.set_defaults(jobs=1)
     p.add_argument("--threads", type=int, default=1,
                    help="BLAS and Numba threads per process (default 1)")
     p.add_argument("--out", default=HERE, help="folder for NAME.md and NAME.png "

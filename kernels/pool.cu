@@ -38,7 +38,9 @@ __device__ __forceinline__ int divisor(int h0, int w0, int H, int W, int kh, int
 }
 
 // y[i] = max of window i; argmax[i] = h*W + w of its FIRST maximum
-// (row-major order, strict >; a NaN wins, as in PyTorch).
+// (row-major order, strict >). A NaN wins: the window's last NaN, as
+// PyTorch's scan `v > best || isnan(v)` picks (the Numba twin tracks it
+// aside to keep its compare chain short; this kernel does the same).
 // Thread i: i = (p*OH + oh)*OW + ow, 0 <= i < n = P*OH*OW.
 extern "C" __global__ void max_pool_forward(
         long long n, const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
@@ -53,14 +55,20 @@ extern "C" __global__ void max_pool_forward(
         const int w_lo = max(ow * sw - pw, 0), w_hi = min(ow * sw - pw + kw, W);
         int best_i = h_lo * W + w_lo;
         scalar_t best = plane[best_i];
+        int nan_i = -1;                                  // the last NaN seen, if any
         for (int h = h_lo; h < h_hi; ++h) {
             for (int w = w_lo; w < w_hi; ++w) {
                 const scalar_t v = plane[h * W + w];
-                if (v > best || v != v) {
+                if (v > best) {
                     best = v;
                     best_i = h * W + w;
                 }
+                if (v != v) nan_i = h * W + w;
             }
+        }
+        if (nan_i >= 0) {
+            best = plane[nan_i];
+            best_i = nan_i;
         }
         y[i] = best;
         argmax[i] = best_i;

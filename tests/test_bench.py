@@ -3,6 +3,7 @@ they check that a --quick run writes valid JSON and markdown, and that the
 derived figures (FLOPs, % of peak, GEMM shapes, targets) follow their
 definitions, computed here by hand."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +22,17 @@ QUICK_CASES = "avgpool/lenet_2x2s2,conv/lenet_conv2"
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """One `--quick` run of two small kernel cases (naive included)."""
+    """One `--quick` run of two small kernel cases (naive included), started
+    with OPENBLAS_CORETYPE set: the run must remove it for its cases."""
     out = tmp_path_factory.mktemp("bench")
-    status = main(["--quick", "--only", QUICK_CASES, "--out", str(out)], prog="minidl bench")
+    saved = os.environ.get("OPENBLAS_CORETYPE")
+    os.environ["OPENBLAS_CORETYPE"] = "Haswell"
+    try:
+        status = main(["--quick", "--only", QUICK_CASES, "--out", str(out)], prog="minidl bench")
+    finally:
+        os.environ.pop("OPENBLAS_CORETYPE", None)
+        if saved is not None:
+            os.environ["OPENBLAS_CORETYPE"] = saved
     return status, out
 
 
@@ -35,7 +44,8 @@ def test_quick_run_writes_json(quick_run):
     assert results["meta"]["mode"] == "quick" and results["networks"] == {}
     env = results["environment"]
     assert env["numpy"] == np.__version__ and env["cpu"] and env["numba_threads"] >= 1
-    assert env["blas_overrides_seen"] == {}                 # removed before NumPy loaded
+    assert results["meta"]["removed_env"]["OPENBLAS_CORETYPE"] == "Haswell"
+    assert env["blas_overrides_seen"] == {}                 # the cases never saw it
     assert results["sgemm"]["cpu"]["gflops"] > 0
     for name, entry in results["kernels"].items():
         assert "error" not in entry["fast"] and "error" not in entry["naive"], entry
@@ -150,9 +160,15 @@ def test_record_gemms_shapes():
     # conv1: O=4, K=2*3*3=18, L=2*5*5=50, input needs no grad -> forward and grad w only
     # conv2: groups 2, O/G=3, K_g=2, L=50, twice each, grad x too
     # linear: B=2, in=150, out=3
-    assert gemms == {(4, 18, 50): 1, (4, 50, 18): 1,
-                     (3, 2, 50): 2, (3, 50, 2): 2, (2, 3, 50): 2,
-                     (2, 150, 3): 1, (3, 2, 150): 1, (2, 3, 150): 1}
+    # (M, K, L, first operand transposed, second transposed)
+    assert gemms == {(4, 18, 50, False, False): 1, (4, 50, 18, False, True): 1,
+                     (3, 2, 50, False, False): 2, (3, 50, 2, False, True): 2,
+                     (2, 3, 50, True, False): 2,
+                     (2, 150, 3, False, True): 1, (3, 2, 150, True, False): 1,
+                     (2, 3, 150, False, False): 1}
+    floor = networks.gemm_sum(lambda: model(x).sum().backward(), repeats=1)
+    assert floor["gemms"] == 11 and floor["shapes"] == 8
+    assert floor["ratio"] == pytest.approx(floor["step_s"] / floor["gemm_sum_s"])
 
 
 def test_overhead_split_adds_up():

@@ -127,11 +127,17 @@ def test_max_pool_padding_never_wins():
         x.data, *pool._geometry("t", x, 3, 2, 1, True))[0])
 
 
-def test_max_pool_propagates_nan():
+def test_max_pool_nan_wins_like_pytorch():
     x = ramp((1, 1, 4, 4))
-    x[0, 0, 1, 1] = np.nan
-    y = F.max_pool2d(minidl.Tensor(x), 2)
-    assert np.isnan(y.data[0, 0, 0, 0]) and not np.isnan(y.data[0, 0, 1:, 1:]).any()
+    x[0, 0, 0, 1] = x[0, 0, 1, 1] = x[0, 0, 2, 3] = np.nan    # two NaNs in window (0, 0)
+    t = minidl.Tensor(x)
+    fn = pool.MaxPool2d(pool._geometry("t", t, 2, 2, 0, False))
+    y = fn(t)
+    assert np.isnan(y.data[0, 0]).tolist() == [[True, False], [False, True]]
+    assert fn.argmax[0, 0, 0, 0] == 1 * 4 + 1                 # the last NaN, as PyTorch
+    y_ref, argmax_ref = pool.max_pool2d_naive(x, *fn.geometry)  # PyTorch's scan, literally
+    np.testing.assert_array_equal(y.data, y_ref)
+    np.testing.assert_array_equal(fn.argmax, argmax_ref)
 
 
 def test_max_pool_non_contiguous_input():

@@ -46,7 +46,7 @@ def test_max_pool_kernels_equal_numba_exactly(case, dtype):
 
 def test_max_pool_kernel_ties_and_nan():
     x = np.zeros((1, 2, 4, 5))
-    x[0, 1, 1, 1] = np.nan
+    x[0, 1, 1, 1] = x[0, 1, 2, 2] = np.nan       # several windows hold both NaNs
     op = lambda t: F.max_pool2d(t, 3, 1, 1)     # noqa: E731  overlapping windows, all ties
     y, argmax, gx = forward_backward(op, x)
     with cuda.host_launcher():

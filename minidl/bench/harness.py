@@ -253,9 +253,6 @@ def child():
             result.update(cpu=sgemm_peak(spec["n"], spec["repeats"]))
             if spec.get("gpu"):
                 result.update(gpu=sgemm_peak(spec["gpu_n"], spec["repeats"], gpu=True))
-        elif kind == "coldstart":
-            from .kernels import cold_start
-            cold_start(spec, result)
         elif kind in ("kernel", "naive"):
             from . import kernels
             getattr(kernels, f"run_{kind}")(spec, result)

@@ -249,8 +249,10 @@ COLD_START_SHAPE = "conv2d fwd+bwd 8x16x28x28 -> 32, k5 p2 (Inception 5x5)"
 
 def loop(name, seconds=10.0):
     """Run the fwd+bwd step of kernel case ``name`` for ``seconds``: a target
-    for a sampling profiler, e.g.
-    py-spy record --native -- python -c "from minidl.bench.kernels import loop; loop('conv/resnet_3x3')"
+    for a sampling profiler, e.g.::
+
+        py-spy record --native -- python -c \
+            "from minidl.bench.kernels import loop; loop('conv/resnet_3x3')"
     """
     from minidl import Tensor
     case = kernel_case(name)

@@ -16,14 +16,16 @@ Two diagnostics answer the targets of the issue:
   every conv and linear op; conv (N, C, H, W) -> (N, O, OH, OW), kernel
   kh x kw, groups G, is G matmuls (M, K) @ (K, L) of each shape
 
-      forward    (O/G, K_g) @ (K_g, L)     K_g = C/G*kh*kw, L = N*OH*OW
-      grad w     (O/G, L) @ (L, K_g)
-      grad x     (K_g, O/G) @ (O/G, L)     (only if x requires grad)
+      forward    w (O/G, K_g) @ col (K_g, L)       K_g = C/G*kh*kw, L = N*OH*OW
+      grad w     gy (O/G, L) @ col^T (L, K_g)
+      grad x     w^T (K_g, O/G) @ gy (O/G, L)      (only if x requires grad)
 
-  and linear x (B, in) -> (B, out): (B, in) @ (in, out), (out, B) @ (B, in),
-  (B, out) @ (out, in). Each distinct shape is timed as one contiguous
-  float32 NumPy matmul; the sum over the step is the floor the step's time is
-  compared with (step / GEMM sum).
+  and linear x (B, in) -> (B, out) is x @ w^T, gy^T @ x and gy @ w. An
+  operand marked ^T is a transposed view of a row-major array, as in the
+  ops, so BLAS runs the same kind of kernel (NN, NT or TN). Each distinct
+  (shape, layout) is timed as one float32 NumPy matmul; the sum over the
+  step is the floor the step's time is compared with (step / GEMM sum; the
+  step is timed again right after the GEMMs, to see the same machine load).
 * ``overhead`` (LeNet-5): the share of the step spent outside the kernels.
   Every Function's forward and backward (the array work) and the optimizer's
   step are timed by wrapping them; the rest of the step is the framework's
@@ -93,7 +95,7 @@ def run_network(spec, result):
     result.update(batch=batch, cpu=cpu,
                   memory={"baseline_rss_mb": baseline, "peak_rss_mb": peak_rss_mb()})
     if case.model == "resnet50":
-        result.update(gemm=gemm_sum(step, repeats, cpu["train"]["time"]["median"]))
+        result.update(gemm=gemm_sum(step, repeats))
     if case.model == "lenet5":
         result.update(overhead=overhead(step, opt, repeats))
     if spec.get("gpu"):
@@ -116,15 +118,15 @@ def run_network(spec, result):
 # ResNet-50: the sum of its GEMM times
 # ----------------------------------------------------------------------------
 def record_gemms(step):
-    """Run ``step`` once; return {(M, K, L): count} of the matmuls its conv and
-    linear ops must do (module docstring)."""
+    """Run ``step`` once; return {(M, K, L, a_transposed, b_transposed): count}
+    of the matmuls its conv and linear ops must do (module docstring)."""
     from ..ops.conv import Conv2d
     from ..ops.layers import Linear
     from ..tensor import Function
     gemms = {}
 
-    def add(shape, count=1):
-        gemms[shape] = gemms.get(shape, 0) + count
+    def add(gemm, count=1):
+        gemms[gemm] = gemms.get(gemm, 0) + count
 
     original = Function.__call__
 
@@ -133,16 +135,16 @@ def record_gemms(step):
         if isinstance(self, Conv2d):
             (N, C, _, _), (O, Cg, kh, kw) = inputs[0].shape, inputs[1].shape
             G, K, L = C // Cg, Cg * kh * kw, N * out.shape[2] * out.shape[3]
-            add((O // G, K, L), G)                       # forward
-            add((O // G, L, K), G)                       # grad w
+            add((O // G, K, L, False, False), G)             # forward  w @ col
+            add((O // G, L, K, False, True), G)              # grad w   gy @ col^T
             if inputs[0].requires_grad:
-                add((K, O // G, L), G)                   # grad x
+                add((K, O // G, L, True, False), G)          # grad x   w^T @ gy
         elif isinstance(self, Linear):
             (B, n_in), n_out = inputs[0].shape, inputs[1].shape[0]
-            add((B, n_in, n_out))
-            add((n_out, B, n_in))
+            add((B, n_in, n_out, False, True))               # forward  x @ w^T
+            add((n_out, B, n_in, True, False))               # grad w   gy^T @ x
             if inputs[0].requires_grad:
-                add((B, n_out, n_in))
+                add((B, n_out, n_in, False, False))          # grad x   gy @ w
         return out
 
     Function.__call__ = recording
@@ -153,20 +155,30 @@ def record_gemms(step):
     return gemms
 
 
-def gemm_sum(step, repeats, step_s):
-    """Seconds of the step's GEMMs timed alone, and the ratio step / GEMM sum."""
+def _operand(rng, rows, cols, transposed):
+    """A (rows, cols) float32 matrix, or the transposed view of a (cols, rows) one."""
+    if transposed:
+        return rng.standard_normal((cols, rows), dtype=np.float32).T
+    return rng.standard_normal((rows, cols), dtype=np.float32)
+
+
+def gemm_sum(step, repeats):
+    """Seconds of the step's GEMMs timed alone, and the ratio step / GEMM sum
+    (of the medians, and of the minimums)."""
     gemms = record_gemms(step)
     rng = np.random.default_rng(SEED)
-    total, flops = 0.0, 0.0
-    for (M, K, L), count in gemms.items():
-        a = rng.standard_normal((M, K), dtype=np.float32)       # (M, K)
-        b = rng.standard_normal((K, L), dtype=np.float32)       # (K, L)
+    median, best, flops = 0.0, 0.0, 0.0
+    for (M, K, L, ta, tb), count in gemms.items():
+        a, b = _operand(rng, M, K, ta), _operand(rng, K, L, tb)   # (M, K), (K, L)
         c = np.empty((M, L), dtype=np.float32)
         t = measure(lambda: np.matmul(a, b, out=c), repeats=repeats, min_sample_s=0.005)
-        total += count * t["median"]
+        median += count * t["median"]
+        best += count * t["min"]
         flops += count * 2.0 * M * K * L
-    return {"gemm_sum_s": total, "gemms": sum(gemms.values()), "shapes": len(gemms),
-            "gemm_gflops": flops / total / 1e9, "step_s": step_s, "ratio": step_s / total}
+    t = measure(step, repeats=repeats, min_sample_s=0)
+    return {"gemm_sum_s": median, "gemm_sum_min_s": best, "gemms": sum(gemms.values()),
+            "shapes": len(gemms), "gemm_gflops": flops / median / 1e9, "step": t,
+            "step_s": t["median"], "ratio": t["median"] / median, "ratio_min": t["min"] / best}
 
 
 # ----------------------------------------------------------------------------

@@ -7,7 +7,6 @@ reproduces a single row.
 """
 import json
 import math
-from pathlib import Path
 
 from . import cases as C
 
@@ -212,7 +211,8 @@ def kernel_lines(results, cmd):
                     cells.append(_naive_cell(entry, passes))
                 else:
                     cells.append(ms_range(_get(entry, "fast", column, passes)))
-            naive, fast = kernel_seconds(entry, "naive", passes), kernel_seconds(entry, "cpu", passes)
+            naive = kernel_seconds(entry, "naive", passes)
+            fast = kernel_seconds(entry, "cpu", passes)
             if speedup:
                 cells.append(_times(naive / fast) if naive and fast else "–")
             pct = conv_percent(results, name, passes)
@@ -242,9 +242,12 @@ def kernel_lines(results, cmd):
              "process (imports and Numba's compiler included).", ""]
     lines += _table(header, rows)
     if methods:
-        lines += ["", "How the naive references were timed (one run each; where a slice of "
-                  "the problem was run, its time is scaled by the ratio of work: these loops do "
-                  "the same work for every image and output channel):", ""] + [f"- {m}" for m in methods]
+        cap = results["meta"]["settings"]["naive_cap_s"]
+        lines += ["", f"How the naive references were timed (one run each, at most {cap} s "
+                  "per case; where a slice of the problem was run, its time is scaled by the "
+                  "ratio of work: these loops do the same work for every image and output "
+                  "channel):", ""]
+        lines += [f"- {m}" for m in methods]
     return lines
 
 
@@ -279,7 +282,8 @@ def network_lines(results, cmd):
         lines += ["", f"ResNet-50 GEMM floor: the {gemm['gemms']} matmuls of a training step "
                   f"({gemm['shapes']} distinct shapes, from its conv and linear layers) take "
                   f"{ms(gemm['gemm_sum_s'])} ms timed alone ({gemm['gemm_gflops']:.0f} GFLOP/s); "
-                  f"the step takes {ms(gemm['step_s'])} ms: ratio {gemm['ratio']:.2f}."]
+                  f"the step, timed again right after them, takes {ms(gemm['step_s'])} ms: "
+                  f"ratio {gemm['ratio']:.2f} (of the minimums: {gemm['ratio_min']:.2f})."]
     over = _get(results, "networks", "net/lenet5", "overhead")
     if over:
         lines += ["", f"LeNet-5 step split (its own timed pass, {ms(over['step_s'])} ms): "

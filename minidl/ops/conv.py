@@ -26,18 +26,21 @@ product is a batched matmul (G, O_g, K_g) @ (N, G, K_g, OH*OW). Backward:
 
     gcol[n] = w.reshape(O, K).T @ gy[n]      gx = col2im(gcol)  (adjoint of im2col)
     gw      = sum_n gy[n] @ col[n].T          gb = gy.sum over (n, i, j)
+    (computed as gw.T = sum_n col[n] @ gy[n].T, which OpenBLAS runs faster)
 
-Design choices, measured on the 2-core CPU (float32, see
-benchmarks/conv_timing.py):
+Design choices, measured on the shared 2-core CPU (float32, one thread, CPU
+time of forward+backward; benchmarks/conv_timing.py):
 * The column buffer is RECOMPUTED in backward (as Chainer does), not kept
   from forward. Keeping it would hold K*OH*OW floats per image for every conv
-  layer of a network until its backward (VGG-16 at batch 8: over 2 GB), and
-  chunking could not bound it. Recomputing costs one more im2col: about 5%
-  of forward+backward on VGG conv3_1.
+  layer until its backward (all of VGG-16 at batch 8: 2.6 GB; VGG conv3_1
+  alone: 115 MB), which no chunking could bound. Recomputing costs one more
+  im2col: 1.4% of forward+backward on VGG conv3_1 (6.6 of 471 ms), 4% on
+  ResNet 3x3, 7-8% on AlexNet conv1 and Inception 5x5.
 * On the CPU the column buffer is one cached workspace per thread, reused by
-  every call: a fresh 100 MB array is returned to the OS by glibc after each
-  call and page-faults back in on the next (measured 1.3-1.8x on whole
-  forward+backward). The batch is processed in chunks of images so that the
+  every call: a fresh 100 MB array goes back to the OS after each call (glibc)
+  and page-faults in again on the next. Reuse made forward+backward 1.08x
+  faster on VGG conv3_1, 1.24x on ResNet 3x3, 1.5x on Inception 5x5 and 1.9x
+  on LeNet conv2. The batch is processed in chunks of images so that the
   buffer stays under COL_BUFFER_BYTES (a chunk is at least one image).
 * A 1x1 convolution with stride 1, no padding and no dilation is a plain
   GEMM: col[n] is x[n].reshape(C, H*W), so im2col is skipped.
@@ -58,18 +61,24 @@ from ..tensor import Function, as_tensor
 
 COL_BUFFER_BYTES = 256 * 2**20   # bound on the column buffer (tests lower it)
 
+# kernel size, stride, padding on each side, dilation and output size of one conv2d call
 Geometry = namedtuple("Geometry", "kh kw sh sw pad_top pad_bottom pad_left pad_right dh dw OH OW")
 
 
 # ----------------------------------------------------------------------------
 # naive reference: the formula as loops (the test oracle, and the first read)
 # ----------------------------------------------------------------------------
+def _pad(x, geo):
+    """x (N, C, H, W) with the padding of ``geo`` as zeros around each image."""
+    return np.pad(x, ((0, 0), (0, 0), (geo.pad_top, geo.pad_bottom), (geo.pad_left, geo.pad_right)))
+
+
 def conv2d_naive(x, w, b, geo, groups):
     """y from the formula with one loop per output element (NumPy, slow)."""
     N, C, H, W = x.shape
     O, Cg = w.shape[:2]
     Og = O // groups
-    xpad = np.pad(x, ((0, 0), (0, 0), (geo.pad_top, geo.pad_bottom), (geo.pad_left, geo.pad_right)))
+    xpad = _pad(x, geo)
     y = np.zeros((N, O, geo.OH, geo.OW), dtype=x.dtype)
     for n in range(N):
         for o in range(O):
@@ -92,7 +101,7 @@ def conv2d_naive_backward(x, w, gy, geo, groups):
     N, C, H, W = x.shape
     O, Cg = w.shape[:2]
     Og = O // groups
-    xpad = np.pad(x, ((0, 0), (0, 0), (geo.pad_top, geo.pad_bottom), (geo.pad_left, geo.pad_right)))
+    xpad = _pad(x, geo)
     gxpad, gw = np.zeros_like(xpad), np.zeros_like(w)
     for n in range(N):
         for o in range(O):
@@ -112,7 +121,7 @@ def conv2d_naive_backward(x, w, gy, geo, groups):
 def im2col_naive(x, geo):
     """col (N, C*kh*kw, OH*OW) from its definition, one element at a time."""
     N, C, H, W = x.shape
-    xpad = np.pad(x, ((0, 0), (0, 0), (geo.pad_top, geo.pad_bottom), (geo.pad_left, geo.pad_right)))
+    xpad = _pad(x, geo)
     col = np.empty((N, C * geo.kh * geo.kw, geo.OH * geo.OW), dtype=x.dtype)
     for n in range(N):
         for c in range(C):
@@ -138,15 +147,37 @@ def _valid_columns(q, sw, pw, dw, W, OW):
     return off, j0, j1
 
 
-# In the inner loops below the indices are cast to np.uint64: a signed index
-# might be negative, so Numba would wrap it around (x[-1] is the last element)
-# with a check on every access, which keeps LLVM from vectorizing the copy.
-# Unsigned, the copy vectorizes: 4-6x faster for stride 1 (measured).
-#
-# Both loops run on one thread: once vectorized they are memory-bound, and
-# parallel=True (prange over the N*C planes) was no faster on the 2 shared
-# cores (best of 30, VGG conv3_1: im2col 11.8 vs 11.7 ms, col2im 14.9 vs
-# 8.8 ms) -- a busy machine stalls its thread pool. The GEMMs use both cores.
+# The row helpers index with np.uint64: a signed index might be negative, so
+# Numba would wrap it around (x[-1] is the last element) with a check on
+# every access, which keeps LLVM from vectorizing the loop. Unsigned, the
+# copy vectorizes: im2col and col2im got 4-6x faster for stride 1 (measured).
+@njit(inline="always")
+def _fill_zero(dst, start, n):
+    """dst[start:start + n] = 0."""
+    for j in range(n):
+        dst[np.uint64(start + j)] = 0
+
+
+@njit(inline="always")
+def _copy_strided(dst, d0, src, s0, step, n):
+    """dst[d0 + j] = src[s0 + j*step] for j < n."""
+    for j in range(n):
+        dst[np.uint64(d0 + j)] = src[np.uint64(s0 + j * step)]
+
+
+@njit(inline="always")
+def _add_strided(dst, d0, step, src, s0, n):
+    """dst[d0 + j*step] += src[s0 + j] for j < n."""
+    for j in range(n):
+        dst[np.uint64(d0 + j * step)] += src[np.uint64(s0 + j)]
+
+
+# Both loops run on one thread (the GEMMs use both cores): once vectorized
+# they are mostly memory-bound, and parallel=True (prange over the N*C planes)
+# did not pay on the 2 shared cores. Best/median of 30 runs, parallel vs one
+# thread: VGG conv3_1 im2col 7.5/11.0 vs 7.5/14.9 ms, col2im 8.0/13.3 vs
+# 6.9/10.2 ms; Inception 5x5 im2col 3.1/6.2 vs 0.75/1.4 ms (waking the thread
+# pool costs more than the loop on small layers, and more on a busy machine).
 @njit
 def im2col(x, col, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
     """Fill col (N, C*kh*kw, OH*OW) from x (N, C, H, W), C-contiguous both:
@@ -166,13 +197,11 @@ def im2col(x, col, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
                     ih = i * sh - ph + p * dh             # input row of output row i
                     out = i * OW                          # output row i starts here
                     if ih < 0 or ih >= H:                 # the whole row is padding
-                        dst[out:out + OW] = 0
+                        _fill_zero(dst, out, OW)
                         continue
-                    dst[out:out + j0] = 0                 # left padding
-                    a, b = ih * W + j0 * sw + off, out + j0
-                    for j in range(j1 - j0):              # inside: a strided copy
-                        dst[np.uint64(b + j)] = src[np.uint64(a + j * sw)]
-                    dst[out + j1:out + OW] = 0            # right padding
+                    _fill_zero(dst, out, j0)              # left padding
+                    _copy_strided(dst, out + j0, src, ih * W + j0 * sw + off, sw, j1 - j0)
+                    _fill_zero(dst, out + j1, OW - j1)    # right padding
 
 
 @njit
@@ -186,18 +215,15 @@ def col2im(col, x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
     rows = col.reshape(N * C * kh * kw, OH * OW)          # (N*K, OH*OW)
     for nc in range(N * C):
         dst = planes[nc]                                  # (H*W,)
-        dst[:] = 0
+        _fill_zero(dst, 0, H * W)
         for p in range(kh):
             for q in range(kw):
                 src = rows[(nc * kh + p) * kw + q]        # (OH*OW,)
                 off, j0, j1 = _valid_columns(q, sw, pw, dw, W, OW)
                 for i in range(OH):
                     ih = i * sh - ph + p * dh
-                    if ih < 0 or ih >= H:
-                        continue
-                    a, b = ih * W + j0 * sw + off, i * OW + j0
-                    for j in range(j1 - j0):
-                        dst[np.uint64(a + j * sw)] += src[np.uint64(b + j)]
+                    if 0 <= ih < H:                       # rows in the padding add nothing
+                        _add_strided(dst, ih * W + j0 * sw + off, sw, src, i * OW + j0, j1 - j0)
 
 
 # ----------------------------------------------------------------------------
@@ -245,7 +271,9 @@ _workspace = threading.local()
 
 def _col_buffer(xp, shape, dtype):
     """Scratch array of ``shape``. CuPy's memory pool already reuses blocks;
-    on the CPU, reuse one growing byte buffer instead of page-faulting a new one."""
+    on the CPU, reuse one growing byte buffer instead of page-faulting a new
+    one. It keeps the largest chunk asked for: at most COL_BUFFER_BYTES, or
+    one image's columns if those are larger."""
     if xp is not np:
         return xp.empty(shape, dtype=dtype)
     nbytes = math.prod(shape) * np.dtype(dtype).itemsize
@@ -306,20 +334,21 @@ class Conv2d(Function):
         wT = w.reshape(G, O // G, -1).transpose(0, 2, 1)          # (G, K_g, O_g), a view
         Kg = wT.shape[1]
         gx = xp.empty_like(x) if need_x else None                 # (N, C, H, W)
-        gw = xp.zeros((G, O // G, Kg), dtype=w.dtype) if need_w else None
+        # gw transposed, (G, K_g, O_g): col @ gy.T runs 10-20% faster than gy @ col.T
+        gwT = xp.zeros((G, Kg, O // G), dtype=w.dtype) if need_w else None
         for n0, n1 in self._chunks(x):
             g = gy4[n0:n1]                                        # (nb, G, O_g, L)
             if need_w:
                 col = self._columns(x, n0, n1)                    # (nb, G, K_g, L), recomputed
                 for k in range(n1 - n0):
-                    gw += xp.matmul(g[k], col[k].transpose(0, 2, 1))   # (G, O_g, K_g)
+                    gwT += xp.matmul(col[k], g[k].transpose(0, 2, 1))   # (G, K_g, O_g)
             if need_x and self.plain_gemm:                        # col2im is the identity
                 xp.matmul(wT, g, out=gx[n0:n1].reshape(n1 - n0, G, Kg, L))
             elif need_x:
                 gcol = _col_buffer(xp, (n1 - n0, G, Kg, L), x.dtype)   # col's memory, reused
                 xp.matmul(wT, g, out=gcol)                        # (nb, G, K_g, L)
                 _col2im(gcol.reshape(n1 - n0, G * Kg, L), gx[n0:n1], geo)
-        grads = (gx, None if gw is None else gw.reshape(w.shape))
+        grads = (gx, None if gwT is None else gwT.transpose(0, 2, 1).reshape(w.shape))
         if self.has_bias:
             grads += (gy.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None,)
         return grads
