@@ -104,6 +104,7 @@ def plot(acc, data, args):
                            color=style[-2:], alpha=0.4)
     ax_acc.set(xscale="log", xlabel="training images per class (log)",
                ylabel="held-out accuracy (%)", title="LeNet-5, dots: seeds")
+    ax_acc.minorticks_off()
     ax_acc.set_xticks(args.labels, [str(k) for k in args.labels])
     ax_acc.grid(alpha=0.3)
     ax_acc.legend()

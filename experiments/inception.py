@@ -132,6 +132,7 @@ def plot(results, args):
         bottom += macs
     for i, total in enumerate(bottom):
         ax_m.text(i, total, f"{total:.0f} M", ha="center", va="bottom")
+    ax_m.set_ylim(0, 1.15 * bottom.max())
     ax_m.set(ylabel="million MACs per image", title="multiply-accumulates by branch")
     ax_m.legend(fontsize=8)
     xs, width = np.arange(len(names)), 0.38
@@ -144,8 +145,8 @@ def plot(results, args):
     ax_t.set_xticks(xs, names)
     ax_t.set(ylabel=f"ms per batch of {args.batch}", title="measured time (median)")
     ax_t.legend()
+    ax_t.margins(y=0.15)
     for ax in (ax_m, ax_t):
-        ax.margins(y=0.15)
         ax.grid(alpha=0.3, axis="y")
     return save_figure(fig, args, NAME, "Inception module on 28x28x192: naive vs bottleneck")
 

@@ -95,12 +95,12 @@ class DeepNet(nn.Module):
         return self.fc(x)              # (N, num_classes)
 
 
-def run_one(depth, kind, seed, data, epochs, width):
+def run_one(depth, kind, seed, data, epochs, width, lr):
     """Train one network; returns its curves, final test error and seconds."""
     (xtr, ytr), (xte, yte) = data
     minidl.manual_seed(seed)
     model = DeepNet(depth, kind == "residual", width)
-    history, seconds = timed(train, model, loader(xtr, ytr, 64, seed), epochs, lr=0.1,
+    history, seconds = timed(train, model, loader(xtr, ytr, 64, seed), epochs, lr=lr,
                              weight_decay=1e-4)
     r = {"error_curve": [h["error"] for h in history],
          "loss_curve": [h["loss"] for h in history],
@@ -114,6 +114,7 @@ def main(argv=None):
     p = parser(__doc__.split("\n")[0], seeds=2, epochs=15, jobs=True)
     p.add_argument("--depths", type=int, nargs="+", default=[8, 20, 32, 56])
     p.add_argument("--width", type=int, default=8, help="channels of the first stage")
+    p.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (default 0.1)")
     args = parse(p, argv)
     if args.quick:
         args.depths, args.epochs, args.seeds = [8, 14], 2, 1
@@ -121,7 +122,7 @@ def main(argv=None):
     if args.quick:                                    # 192 training images
         (xtr, ytr), test = data
         data = (xtr[:192], ytr[:192]), test
-    tasks = [(d, kind, seed, data, args.epochs, args.width)
+    tasks = [(d, kind, seed, data, args.epochs, args.width, args.lr)
              for d in sorted(args.depths, reverse=True)      # the longest runs first
              for kind in ("plain", "residual") for seed in range(args.seeds)]
     t0 = time.perf_counter()
@@ -138,7 +139,8 @@ def main(argv=None):
     table = markdown_table(["net", "layers", "final train loss", "final train error %",
                             "test error %", "s / run"], rows)
     report(NAME, args, "Plain vs residual networks of increasing depth",
-           f"{args.seeds} seed(s), {args.epochs} epochs, width {args.width}, 8x8 digits "
+           f"{args.seeds} seed(s), {args.epochs} epochs, lr {args.lr}, width {args.width}, "
+           f"8x8 digits "
            f"({len(data[0][1])} training images). Train loss and error: the last epoch's "
            f"average over its batches; mean ± std over seeds.\n\n{table}\n\n"
            f"![curves]({NAME}.png)", total)

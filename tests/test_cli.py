@@ -126,3 +126,8 @@ def test_train_data_parallel_on_two_ranks(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count("test accuracy: ") == 1          # rank 0 reports alone
     assert (tmp_path / "checkpoint.npz").exists()
+
+
+def test_bench_passes_its_own_options(capsys):
+    assert main(["bench", "--list"]) in (0, None)
+    assert "conv/vgg_conv3_1" in capsys.readouterr().out

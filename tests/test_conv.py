@@ -25,9 +25,13 @@ def randn(shape, dtype=np.float64, seed=0):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
-def geo_args(geo):
-    """The scalar arguments of the Numba im2col/col2im."""
-    return (geo.kh, geo.kw, geo.sh, geo.sw, geo.pad_top, geo.pad_left, geo.dh, geo.dw, geo.OH, geo.OW)
+def pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def int_or_pair(low, high):
+    """An int, or a tuple of two ints, in [low, high]."""
+    return st.one_of(st.integers(low, high), st.tuples(st.integers(low, high), st.integers(low, high)))
 
 
 @st.composite
@@ -35,21 +39,17 @@ def conv_cases(draw, max_n=2):
     """Keyword arguments of conv2d with shapes and settings that fit together."""
     groups = draw(st.integers(1, 3))
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    kind = draw(st.sampled_from(["int", "pair", "same", "valid"]))
-    if kind == "int":
-        padding = draw(st.integers(0, 2))
-        pad_h = pad_w = 2 * padding
-    elif kind == "pair":
-        padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
-        pad_h, pad_w = 2 * padding[0], 2 * padding[1]
+    dilation, stride = draw(int_or_pair(1, 2)), draw(int_or_pair(1, 3))
+    (dh, dw), kind = pair(dilation), draw(st.sampled_from(["numbers", "same", "valid"]))
+    if kind == "numbers":
+        padding = draw(int_or_pair(0, 2))
+        pad_h, pad_w = 2 * pair(padding)[0], 2 * pair(padding)[1]
     elif kind == "same":
         padding, stride = "same", draw(st.sampled_from([1, (1, 1)]))
-        pad_h, pad_w = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
+        pad_h, pad_w = dh * (kh - 1), dw * (kw - 1)
     else:
         padding, pad_h, pad_w = "valid", 0, 0
-    span_h, span_w = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
+    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     H = draw(st.integers(max(1, span_h - pad_h), span_h - pad_h + 5))
     W = draw(st.integers(max(1, span_w - pad_w), span_w - pad_w + 5))
     N, Cg, Og = draw(st.integers(1, max_n)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
@@ -108,13 +108,11 @@ def test_output_shape_follows_pytorch_formula(case):
     y, _ = fast(case, np.float64)
     N, C, H, W = case["x"].shape
     O, _, kh, kw = case["weight"].shape
-    (sh, sw), (dh, dw) = [(v, v) if isinstance(v, int) else v for v in (case["stride"], case["dilation"])]
+    (sh, sw), (dh, dw) = pair(case["stride"]), pair(case["dilation"])
     if case["padding"] == "same":
         assert y.shape == (N, O, H, W)
         return
-    p = {"valid": 0}.get(case["padding"], case["padding"]) if not isinstance(case["padding"], tuple) \
-        else case["padding"]
-    ph, pw = (p, p) if isinstance(p, int) else p
+    ph, pw = pair(0 if case["padding"] == "valid" else case["padding"])
     assert y.shape == (N, O, out_size(H, kh, sh, 2 * ph, dh), out_size(W, kw, sw, 2 * pw, dw))
 
 
@@ -241,7 +239,7 @@ def test_im2col_matches_definition(case):
     _, geo = naive(case)
     x = case["x"].astype(np.float32)
     col = np.full((x.shape[0], x.shape[1] * geo.kh * geo.kw, geo.OH * geo.OW), np.nan, np.float32)
-    conv.im2col(x, col, *geo_args(geo))
+    conv.im2col(x, col, *conv.im2col_args(geo))
     np.testing.assert_array_equal(col, conv.im2col_naive(x, geo))
 
 
@@ -253,7 +251,7 @@ def test_col2im_is_the_adjoint_of_im2col(case):
     x = case["x"]
     c = randn((x.shape[0], x.shape[1] * geo.kh * geo.kw, geo.OH * geo.OW), seed=5)
     gx = np.full_like(x, np.nan)
-    conv.col2im(c, gx, *geo_args(geo))
+    conv.col2im(c, gx, *conv.im2col_args(geo))
     np.testing.assert_allclose((conv.im2col_naive(x, geo) * c).sum(), (x * gx).sum(), rtol=1e-12)
 
 

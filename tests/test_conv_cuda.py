@@ -17,7 +17,7 @@ from minidl import cuda
 from minidl.backend import cuda_is_available
 from minidl.ops import conv
 
-from test_conv import DTYPES, conv_cases, geo_args, randn, settings_of
+from test_conv import DTYPES, conv_cases, randn, settings_of
 
 
 def geometry(case):
@@ -31,7 +31,7 @@ def test_im2col_kernel_equals_numba_exactly(case, dtype):
     geo, x = geometry(case), case["x"].astype(dtype)
     shape = (x.shape[0], x.shape[1] * geo.kh * geo.kw, geo.OH * geo.OW)
     want, got = np.empty(shape, dtype), np.full(shape, np.nan, dtype)
-    conv.im2col(x, want, *geo_args(geo))
+    conv.im2col(x, want, *conv.im2col_args(geo))
     with cuda.host_launcher() as launcher:
         conv.im2col_gpu(x, got, geo)
     assert launcher.launched == {("conv.cu", "im2col"): 1}
@@ -44,7 +44,7 @@ def test_col2im_kernel_equals_numba_exactly(case, dtype):
     geo, x = geometry(case), case["x"]
     col = randn((x.shape[0], x.shape[1] * geo.kh * geo.kw, geo.OH * geo.OW), dtype, seed=3)
     want, got = np.empty(x.shape, dtype), np.full(x.shape, np.nan, dtype)
-    conv.col2im(col, want, *geo_args(geo))
+    conv.col2im(col, want, *conv.im2col_args(geo))
     with cuda.host_launcher() as launcher:
         conv.col2im_gpu(col, got, geo)
     assert launcher.launched == {("conv.cu", "col2im"): 1}

@@ -247,20 +247,23 @@ def col2im_gpu(col, x, geo):
     cuda.launch("conv.cu", "col2im", x.size, (col, x) + _kernel_args(x.size, x, geo), x.dtype)
 
 
+def im2col_args(geo):
+    """The scalar arguments of the Numba im2col and col2im, after the arrays."""
+    return (geo.kh, geo.kw, geo.sh, geo.sw, geo.pad_top, geo.pad_left, geo.dh, geo.dw, geo.OH, geo.OW)
+
+
 def _im2col(x, col, geo):
     if cuda.use_gpu_path(x):
         im2col_gpu(x, col, geo)
     else:
-        im2col(x, col, geo.kh, geo.kw, geo.sh, geo.sw, geo.pad_top, geo.pad_left,
-               geo.dh, geo.dw, geo.OH, geo.OW)
+        im2col(x, col, *im2col_args(geo))
 
 
 def _col2im(col, x, geo):
     if cuda.use_gpu_path(x):
         col2im_gpu(col, x, geo)
     else:
-        col2im(col, x, geo.kh, geo.kw, geo.sh, geo.sw, geo.pad_top, geo.pad_left,
-               geo.dh, geo.dw, geo.OH, geo.OW)
+        col2im(col, x, *im2col_args(geo))
 
 
 # ----------------------------------------------------------------------------
@@ -344,8 +347,8 @@ class Conv2d(Function):
                     gwT += xp.matmul(col[k], g[k].transpose(0, 2, 1))   # (G, K_g, O_g)
             if need_x and self.plain_gemm:                        # col2im is the identity
                 xp.matmul(wT, g, out=gx[n0:n1].reshape(n1 - n0, G, Kg, L))
-            elif need_x:
-                gcol = _col_buffer(xp, (n1 - n0, G, Kg, L), x.dtype)   # col's memory, reused
+            elif need_x:                                          # CPU: col's memory, reused
+                gcol = _col_buffer(xp, (n1 - n0, G, Kg, L), x.dtype)
                 xp.matmul(wT, g, out=gcol)                        # (nb, G, K_g, L)
                 _col2im(gcol.reshape(n1 - n0, G * Kg, L), gx[n0:n1], geo)
         grads = (gx, None if gwT is None else gwT.transpose(0, 2, 1).reshape(w.shape))
