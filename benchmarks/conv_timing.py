@@ -10,15 +10,34 @@ its GFLOP/s (3 GEMMs of 2*N*O*C_g*kh*kw*OH*OW flops), the ratio to the SGEMM
 peak measured in the same run (a 2048^3 float32 matmul), and the share of
 that time spent in im2col + col2im (two im2col, since backward recomputes
 the columns, and one col2im). Times are the best of REPEATS runs; the median
-is printed too. On a machine shared with other jobs, wall-clock times of two
-threads swing 2-5x; with one thread, the CPU time of this process
-(--cpu-time) does not count the others' jobs and is stable to a few %. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from the
+is printed too. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from the
 environment before NumPy loads OpenBLAS (they select a slower kernel).
 
-Measured here (2 shared cores, AMD EPYC with AVX-512, OpenBLAS 0.3.31
-SkylakeX kernel, 2 threads; other engineers' jobs ran at the same time, so
-every figure is noisy):
-    (filled in below after the measurement)
+Measured here: 2 cores (AMD EPYC, AVX-512; OpenBLAS 0.3.31, SkylakeX
+kernel), shared with about five other engineers' jobs that kept both cores
+busy nearly all the time. Two-thread wall-clock times then swing 2-10x from
+run to run (the 2048^3 SGEMM itself gave 60 to 190 GFLOP/s): a thread of
+every GEMM waits for its partner to be scheduled. With one thread, the CPU
+time of this process does not count the others' jobs and repeats within a
+few % -- those are the figures to compare:
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/conv_timing.py --cpu-time
+    SGEMM peak (2048^3 float32 matmul): 103 GFLOP/s
+    case              fwd+bwd ms   median  GFLOP/s  % peak  im2col+col2im
+    LeNet conv2              2.5      2.6       37     36%            45%
+    AlexNet conv1           76.4     77.2       66     65%            23%
+    VGG conv3_1            468.6    473.1       95     92%             4%
+    ResNet 1x1              31.9     32.1       77     75%             0%
+    ResNet 3x3              81.7     82.7       68     66%            12%
+    Inception 5x5            9.0      9.0       54     52%            15%
+
+Two threads, wall clock, best of several runs on the busy machine: VGG
+conv3_1 65-74% of the same run's peak; the smaller layers 5-60%, figures
+that measure the machine's load more than the code.
+
+Cold start (--cold-start; import minidl + first conv2d forward+backward):
+2.2-3.8 s with an empty Numba cache, 1.0-1.25 s with a warm one (most of it
+importing NumPy and Numba and Numba's first-call set-up).
 """
 import os
 import sys

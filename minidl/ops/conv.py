@@ -35,7 +35,7 @@ time of forward+backward; benchmarks/conv_timing.py):
   layer until its backward (all of VGG-16 at batch 8: 2.6 GB; VGG conv3_1
   alone: 115 MB), which no chunking could bound. Recomputing costs one more
   im2col: 1.4% of forward+backward on VGG conv3_1 (6.6 of 471 ms), 4% on
-  ResNet 3x3, 7-8% on AlexNet conv1 and Inception 5x5.
+  ResNet 3x3, 5% on Inception 5x5, 7% on AlexNet conv1.
 * On the CPU the column buffer is one cached workspace per thread, reused by
   every call: a fresh 100 MB array goes back to the OS after each call (glibc)
   and page-faults in again on the next. Reuse made forward+backward 1.08x
