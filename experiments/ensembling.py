@@ -192,8 +192,8 @@ def plot(results, c, args):
         ax_e.set(xlabel="networks m", ylabel="test accuracy (%)",
                  title=f"ensembling, {n} training images")
         ax_e.set_xticks(sizes)
-        ax_e.margins(y=0.3)
-        ax_e.legend(fontsize=8, loc="lower right")
+        ax_e.margins(y=0.5)
+        ax_e.legend(fontsize=8, loc="best")
         points = [(c["single"], np.mean(r["single"]), "1 net"),
                   (c["five_crop"], np.mean(r["five_crop"]), "1 net, 5 crops"),
                   (c["ten_crop"], np.mean(r["ten_crop"]), "1 net, 10 crops"),

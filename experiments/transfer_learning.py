@@ -162,10 +162,10 @@ def plot(acc, secs, args):
     ax_a.axhline(20, color="grey", ls=":", lw=1)
     ax_a.text(args.labels[0], 21, "chance", color="grey")
     ax_a.set(xscale="log", xlabel="labelled images per class (log)",
-             ylabel="test accuracy on 5-9 (%)", title="accuracy (mean ± std over draws)")
+             ylabel="test accuracy on 5-9 (%)",
+             title="accuracy, mean ± std over draws\n(colours: the methods on the right)")
     ax_a.minorticks_off()
     ax_a.set_xticks(args.labels, [str(k) for k in args.labels])
-    ax_a.legend(fontsize=8)
     bars = ax_t.barh(list(METHODS)[::-1], [secs[m].mean() for m in METHODS][::-1],
                      color=[f"C{i}" for i in range(len(METHODS))][::-1])
     ax_t.bar_label(bars, fmt="%.2f s")

@@ -70,7 +70,8 @@ def identity_table(channels=8, seed=0):
     signed = np.random.default_rng(seed).standard_normal(a.shape).astype(np.float32)
     cases = [
         ("residual block, W[l+2] = 0, b[l+2] = 0", BasicBlock(channels, channels), a, True),
-        ("  same, input with negative values", BasicBlock(channels, channels), signed, True),
+        ("residual block, W[l+2] = 0, b[l+2] = 0, input < 0 too",
+         BasicBlock(channels, channels), signed, True),
         ("plain block, W[l+2] = 0, b[l+2] = 0", Block(channels, channels, residual=False),
          a, True),
         ("residual block, initial weights", BasicBlock(channels, channels), a, False),
