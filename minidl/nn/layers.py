@@ -14,15 +14,8 @@ import numpy as np
 from . import functional as F
 from . import init
 from .module import Module, Parameter
+from ..ops.args import pair
 from ..tensor import Tensor
-
-
-def _pair(value, name):
-    """An int or a pair of ints -> a pair of ints (kernel_size=3 -> (3, 3))."""
-    pair = (value, value) if isinstance(value, numbers.Integral) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, numbers.Integral) for v in pair):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return tuple(int(v) for v in pair)
 
 
 def _positive_int(value, name, layer):
@@ -98,16 +91,16 @@ class Conv2d(Module):
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: in_channels={in_channels} and out_channels="
                              f"{out_channels} must both be divisible by groups={groups}")
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = _pair(stride, "stride")
+        self.kernel_size = pair(type(self).__name__, "kernel_size", kernel_size)
+        self.stride = pair(type(self).__name__, "stride", stride)
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
                 raise ValueError(f"Conv2d: padding must be an int, a pair, 'same' or "
                                  f"'valid', got {padding!r}")
             self.padding = padding
         else:
-            self.padding = _pair(padding, "padding")
-        self.dilation = _pair(dilation, "dilation")
+            self.padding = pair(type(self).__name__, "padding", padding)
+        self.dilation = pair(type(self).__name__, "dilation", dilation)
         self.weight = Parameter(_empty(out_channels, in_channels // groups, *self.kernel_size))
         self.register_parameter("bias", Parameter(_empty(out_channels)) if bias else None)
         self.reset_parameters()

@@ -57,6 +57,7 @@ import numpy as np
 from .. import cuda
 from ..backend import get_array_module
 from ..jit import njit
+from .args import pair
 from ..tensor import Function, as_tensor
 
 COL_BUFFER_BYTES = 256 * 2**20   # bound on the column buffer (tests lower it)
@@ -385,15 +386,6 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return Conv2d(geo, groups)(*inputs)
 
 
-def _pair(value, name):
-    """int or 2-sequence of ints -> (h, w); TypeError otherwise."""
-    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(pair) != 2 or not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair):
-        raise TypeError(f"conv2d: {name} must be an int or a pair of ints, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
 def conv_geometry(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
     """Check the arguments of conv2d and return its Geometry (ValueError/TypeError)."""
     x_shape, w_shape = tuple(x_shape), tuple(w_shape)
@@ -414,7 +406,8 @@ def conv_geometry(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
     if Cg != C // groups:
         raise ValueError(f"conv2d: weight shape {w_shape} has {Cg} channels per group, but input "
                          f"shape {x_shape} with groups={groups} needs {C // groups}")
-    (sh, sw), (dh, dw) = _pair(stride, "stride"), _pair(dilation, "dilation")
+    sh, sw = pair("conv2d", "stride", stride)
+    dh, dw = pair("conv2d", "dilation", dilation)
     if min(sh, sw) < 1 or min(dh, dw) < 1:
         raise ValueError(f"conv2d: stride and dilation must be >= 1, got stride={stride!r}, "
                          f"dilation={dilation!r}")
@@ -428,7 +421,7 @@ def conv_geometry(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
     elif isinstance(padding, str):
         raise ValueError(f"conv2d: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
     else:
-        ph, pw = _pair(padding, "padding")
+        ph, pw = pair("conv2d", "padding", padding)
         if min(ph, pw) < 0:
             raise ValueError(f"conv2d: padding must be >= 0, got {padding!r}")
         pads = (ph, ph, pw, pw)

@@ -34,6 +34,7 @@ import numpy as np
 from .. import cuda
 from ..backend import get_array_module
 from ..jit import njit, prange
+from .args import pair
 from ..tensor import Function, Tensor
 
 _INT32_MAX = 2 ** 31 - 1
@@ -42,17 +43,6 @@ _INT32_MAX = 2 ** 31 - 1
 # ----------------------------------------------------------------------------
 # argument checking and output size
 # ----------------------------------------------------------------------------
-def _pair(op, name, value):
-    """An int or a pair of ints -> (int, int); TypeError/ValueError otherwise."""
-    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(pair) != 2:
-        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-    for v in pair:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
 def pool_output_size(size, k, s, p, ceil_mode):
     """PyTorch's number of windows along one axis (see the module docstring)."""
     out = (size + 2 * p - k + (s - 1 if ceil_mode else 0)) // s + 1
@@ -73,9 +63,9 @@ def _check_image(op, x):
 def _geometry(op, x, kernel_size, stride, padding, ceil_mode):
     """Validate the window settings -> (kh, kw, sh, sw, ph, pw, OH, OW)."""
     _check_image(op, x)
-    kh, kw = _pair(op, "kernel_size", kernel_size)
-    sh, sw = (kh, kw) if stride is None else _pair(op, "stride", stride)
-    ph, pw = _pair(op, "padding", padding)
+    kh, kw = pair(op, "kernel_size", kernel_size)
+    sh, sw = (kh, kw) if stride is None else pair(op, "stride", stride)
+    ph, pw = pair(op, "padding", padding)
     H, W = x.shape[2:]
     if kh < 1 or kw < 1:
         raise ValueError(f"{op}: kernel_size must be >= 1, got {(kh, kw)}")
