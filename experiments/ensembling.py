@@ -187,7 +187,7 @@ def plot(results, c, args):
     for i, (ax_e, (n, r)) in enumerate(zip(axes, results.items())):
         color = f"C{i}"
         ax_e.plot(sizes, r["ensemble"], "s-", color=color, label="ensemble of members 1..m")
-        ax_e.scatter(sizes, r["single"], color="k", marker="x", label="member m alone")
+        ax_e.scatter(sizes + 0.12, r["single"], color="k", marker="x", label="member m alone")
         ax_e.axhline(np.mean(r["single"]), color="grey", ls=":", label="mean member")
         ax_e.set(xlabel="networks m", ylabel="test accuracy (%)",
                  title=f"ensembling, {n} training images")

@@ -38,14 +38,14 @@ def _parser():
 
     t = sub.add_parser("train", help="train a network on the bundled digits (the main job)")
     t.add_argument("net", help="network name (lenet5)")
-    t.add_argument("--epochs", type=int, default=12)
+    t.add_argument("--epochs", type=int, default=15)
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (momentum 0.9)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--workers", type=int, default=1,
                    help="background threads that prepare minibatches")
-    t.add_argument("--augment", action="store_true",
-                   help="random crops/rotations/shears of the training digits")
+    t.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="train without the random crops (padding 2) and rotations (10 deg)")
     t.add_argument("--out", default=None, help="output folder (default runs/NET)")
     t.add_argument("--fresh", action="store_true",
                    help="ignore an existing checkpoint instead of resuming from it")

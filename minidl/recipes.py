@@ -49,8 +49,8 @@ def digits_loaders(batch_size=32, seed=0, workers=1, augment=False, sampler=None
     return train, test, mean, std
 
 
-def train_on_digits(net="lenet5", epochs=12, batch_size=32, lr=0.05, seed=0, workers=1,
-                    augment=False, out="runs/lenet5", resume=True, progress=True,
+def train_on_digits(net="lenet5", epochs=15, batch_size=32, lr=0.05, seed=0, workers=1,
+                    augment=True, out="runs/lenet5", resume=True, progress=True,
                     log=print):
     """Train ``net`` on the digits with SGD (momentum 0.9) and a cosine learning
     rate; write ``out/checkpoint.npz`` each epoch and ``out/training_curve.png``.
