@@ -24,10 +24,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 try:
-    import minidl
+    import minidl  # noqa: F401  (only: is it importable?)
 except ImportError:            # run from a clone without `pip install .`
     sys.path.insert(0, os.path.dirname(HERE))
-    import minidl
 
 from minidl import optim
 from minidl.data import DataLoader, TensorDataset, load_digits
