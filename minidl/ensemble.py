@@ -33,11 +33,13 @@ class Ensemble(nn.Module):
         return stack(probs, 0).mean(axis=0)
 
 
-def ten_crop(images, size):
+def ten_crop(images, size, mirror=True):
     """The ten views of each image: (10, N, C, size, size) as a Tensor.
 
     Order: top-left, top-right, bottom-left, bottom-right, centre, then the
-    same five mirrored. ``images`` is (N, C, H, W) with H, W >= size."""
+    same five mirrored. ``mirror=False`` keeps the first five only (for
+    images whose mirror image is another class, such as digits).
+    ``images`` is (N, C, H, W) with H, W >= size."""
     x = images.data if isinstance(images, Tensor) else images
     if x.ndim != 4:
         raise ValueError(f"ten_crop: images must be (N, C, H, W), got shape {x.shape}")
@@ -49,19 +51,17 @@ def ten_crop(images, size):
     top, left = (h - sh) // 2, (w - sw) // 2
     corners = [(0, 0), (0, w - sw), (h - sh, 0), (h - sh, w - sw), (top, left)]
     crops = [x[:, :, i:i + sh, j:j + sw] for i, j in corners]
-    crops += [c[..., ::-1] for c in crops]
+    if mirror:
+        crops += [c[..., ::-1] for c in crops]
     xp = get_array_module(x)
     return Tensor(xp.ascontiguousarray(xp.stack(crops)))
 
 
-def predict_ten_crop(model, images, size):
-    """Class probabilities (N, C) averaged over the ten crops of each image."""
-    views = ten_crop(images, size)
-    was_training = model.training
-    model.eval()
-    with no_grad():
-        probs = [softmax(_logits(model(views[v])), 1) for v in range(views.shape[0])]
-    model.train(was_training)
+def predict_ten_crop(model, images, size, mirror=True):
+    """Class probabilities (N, C) averaged over the ten crops of each image
+    (five without mirrors); ``model`` may be an Ensemble."""
+    views = ten_crop(images, size, mirror)
+    probs = [predict(model, views[v]) for v in range(views.shape[0])]
     return stack(probs, 0).mean(axis=0)
 
 

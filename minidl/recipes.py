@@ -77,7 +77,8 @@ def train_on_digits(net="lenet5", epochs=15, batch_size=32, lr=0.05, seed=0, wor
         is_main, log = dist.is_main_process(), dist.print0
         progress = progress and is_main
     train, test, mean, std = digits_loaders(batch_size, seed, workers, augment, sampler)
-    model.meta = dict(meta, mean=mean, std=std, dataset="digits")
+    # a mirrored digit is not the same digit: ten-crop must not mirror them
+    model.meta = dict(meta, mean=mean, std=std, dataset="digits", mirror=False)
     optimizer = optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     scheduler = optim.CosineAnnealingLR(optimizer, T_max=epochs)
     if sampler is not None:
@@ -278,7 +279,7 @@ def predict_files(checkpoint, paths, ten_crop=False, ensemble=()):
     size = meta["input_shape"][1]
     if ten_crop:
         images = prepare_images(paths, meta, margin=max(2, size // 8))
-        probs = predict_ten_crop(model, images, size)
+        probs = predict_ten_crop(model, images, size, mirror=meta.get("mirror", True))
     else:
         probs = predict(model, prepare_images(paths, meta))
     p = probs.numpy()

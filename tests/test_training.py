@@ -202,3 +202,15 @@ def test_predict_ten_crop_is_the_mean_over_views():
     views = ten_crop(x, 4)
     manual = np.mean([softmax(model(views[k]), 1).numpy() for k in range(10)], axis=0)
     np.testing.assert_allclose(probs, manual, rtol=1e-6)
+
+
+def test_ten_crop_of_an_ensemble_averages_probabilities_once():
+    a, b = mlp(1).eval(), mlp(2).eval()
+    x = minidl.Tensor(np.random.default_rng(0).standard_normal((3, 1, 10, 10)).astype(np.float32))
+    ens = Ensemble([a, b]).eval()
+    views = ten_crop(x, 8, mirror=False)
+    assert views.shape[0] == 5
+    probs = predict_ten_crop(ens, x, 8, mirror=False).numpy()
+    manual = np.mean([(softmax(a(views[k]), 1).numpy() + softmax(b(views[k]), 1).numpy()) / 2
+                      for k in range(5)], axis=0)
+    np.testing.assert_allclose(probs, manual, rtol=1e-6)
