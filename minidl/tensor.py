@@ -212,9 +212,6 @@ def _release(fn):
 # ----------------------------------------------------------------------------
 # Tensor
 # ----------------------------------------------------------------------------
-_FLOAT_DTYPES = (np.float16, np.float32, np.float64)
-
-
 class Tensor:
     """An n-dimensional array with a gradient.
 
@@ -242,9 +239,13 @@ class Tensor:
     shape = property(lambda self: self.data.shape)
     ndim = property(lambda self: self.data.ndim)
     dtype = property(lambda self: self.data.dtype)
-    size = property(lambda self: self.data.size)
+    size = property(lambda self: self.data.size)     # number of elements, as NumPy
     device = property(lambda self: backend.device_of(self.data))
     is_leaf = property(lambda self: self.creator is None)
+
+    def numel(self):
+        """Number of elements (PyTorch's name; ``.size`` is NumPy's)."""
+        return self.data.size
 
     def __len__(self):
         return len(self.data)
@@ -347,7 +348,7 @@ def as_tensor(x, like=()):
     """Wrap ``x`` as a Tensor; a Python scalar takes the dtype of its partner."""
     if isinstance(x, Tensor):
         return x
-    if isinstance(x, (np.ndarray,)) or backend.is_cupy_array(x):
+    if isinstance(x, np.ndarray) or backend.is_cupy_array(x):
         return Tensor(x)
     if isinstance(x, (int, float, bool, np.number)):
         ref = next((t for t in like if isinstance(t, Tensor)), None)
