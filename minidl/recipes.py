@@ -14,6 +14,7 @@ from .data import DataLoader, TensorDataset, load_digits, load_image, sample_ima
 from .data import transforms as T
 from .ensemble import Ensemble, predict, predict_ten_crop
 from .gradcheck import gradcheck
+from .nn import functional_call
 from .tensor import Tensor, manual_seed
 from .training import checkpoint_meta, evaluate, fit
 
@@ -202,21 +203,12 @@ def gradcheck_network(name, seed=0):
     build, shape, desc = small[family]
     manual_seed(seed)
     model = build().double()
-    slots = [(m, k) for m in model.modules() for k, p in m._parameters.items()
-             if p is not None]
-    params = [Tensor(m._parameters[k].data.copy(), requires_grad=True) for m, k in slots]
+    params = [Tensor(p.data.copy(), requires_grad=True) for p in model.parameters()]
     x = Tensor(np.random.default_rng(seed).standard_normal(shape), requires_grad=True)
 
     def forward(x, *ps):
         manual_seed(seed)                       # the same dropout masks every call
-        saved = [m._parameters[k] for m, k in slots]
-        for (m, k), p in zip(slots, ps):
-            m._parameters[k] = p
-        try:
-            return model(x)
-        finally:
-            for (m, k), p in zip(slots, saved):
-                m._parameters[k] = p
+        return functional_call(model, ps, x)
 
     t0 = time.perf_counter()
     ok = gradcheck(forward, [x, *params], mode="directional", atol=1e-8, rtol=1e-4)

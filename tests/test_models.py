@@ -11,6 +11,7 @@ import pytest
 
 import minidl
 from minidl import Tensor, gradcheck, models, nn
+from minidl.nn import functional_call
 from minidl.models.alexnet import AlexNet
 from minidl.models.googlenet import GoogLeNet
 from minidl.models.resnet import BasicBlock, Bottleneck, ResNet
@@ -33,21 +34,6 @@ def check_keys(model, expected):
         assert state[name].shape == shape, f"{name}: {state[name].shape} != {shape}"
 
 
-def with_params(model, params, x):
-    """model(x) with each parameter replaced by the matching tensor of
-    ``params`` (so gradcheck can perturb them), then restored."""
-    slots = [(m, name) for m in model.modules()
-             for name, p in m._parameters.items() if p is not None]
-    saved = [m._parameters[name] for m, name in slots]
-    for (m, name), p in zip(slots, params):
-        m._parameters[name] = p
-    try:
-        return model(x)
-    finally:
-        for (m, name), p in zip(slots, saved):
-            m._parameters[name] = p
-
-
 def check_gradients(model, x, seed=0):
     """Directional float64 checks of d out / d input, then of d out / d each
     kind of parameter (Conv2d.weight, Linear.bias, BatchNorm2d.weight...) on
@@ -61,7 +47,7 @@ def check_gradients(model, x, seed=0):
 
     def fn(x, *ps):
         minidl.manual_seed(seed)
-        return with_params(model, ps, x)
+        return functional_call(model, ps, x)
 
     for p in params:
         p.requires_grad = True

@@ -590,3 +590,19 @@ def test_linear_default_init_bounds_on_a_big_layer():
     bound = 1 / math.sqrt(1000)                          # kaiming_uniform(a=sqrt(5))
     assert np.abs(lin.weight.data).max() <= bound and np.abs(lin.bias.data).max() <= bound
     np.testing.assert_allclose(lin.weight.data.std(), bound / math.sqrt(3), rtol=0.02)
+
+
+def test_functional_call_swaps_and_restores_parameters():
+    import numpy as np
+    import minidl
+    from minidl.nn import functional_call
+    minidl.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 1))
+    x = minidl.randn(4, 3)
+    zeros = [minidl.zeros(*p.shape) for p in model.parameters()]
+    np.testing.assert_array_equal(functional_call(model, zeros, x).numpy(), np.zeros((4, 1)))
+    before = [p for p in model.parameters()]
+    assert all(a is b for a, b in zip(before, model.parameters()))     # restored
+    assert model(x).numpy().any()
+    with pytest.raises(ValueError, match="4 parameters, got 1"):
+        functional_call(model, zeros[:1], x)

@@ -442,3 +442,26 @@ class ModuleList(_ModuleSequence):
         for m in modules:
             self.append(m)
         return self
+
+
+def functional_call(module, parameters, *args):
+    """``module(*args)`` with its parameters replaced by ``parameters`` (Tensors,
+    in ``module.parameters()`` order), restored afterwards.
+
+    This is how a whole network is gradient-checked: ``gradcheck`` perturbs
+    the tensors it is given, so the parameters must be inputs of the function
+    (``lambda x, *ps: functional_call(model, ps, x)``)."""
+    slots = [(m, name) for m in module.modules()
+             for name, p in m._parameters.items() if p is not None]
+    parameters = list(parameters)
+    if len(parameters) != len(slots):
+        raise ValueError(f"functional_call: {type(module).__name__} has {len(slots)} "
+                         f"parameters, got {len(parameters)} tensors")
+    saved = [m._parameters[name] for m, name in slots]
+    for (m, name), p in zip(slots, parameters):
+        m._parameters[name] = p
+    try:
+        return module(*args)
+    finally:
+        for (m, name), p in zip(slots, saved):
+            m._parameters[name] = p
