@@ -170,9 +170,9 @@ def test_cross_entropy_rejects_float_targets_and_out_of_range():
         cross_entropy(logits, np.array([0, 1, 2]))
 
 
+@pytest.mark.skipif(minidl.cuda_is_available(),
+                    reason="a GPU is present: the no-GPU message cannot be shown")
 def test_to_cuda_without_gpu_is_one_clear_line():
-    if minidl.cuda_is_available():
-        pytest.skip("a GPU is present: the no-GPU message cannot be shown")
     with pytest.raises(RuntimeError) as info:
         minidl.ones(2).to("cuda")
     msg = str(info.value)
