@@ -33,8 +33,10 @@ def train_one_epoch(model, loader, optimizer, loss_fn=None, progress=True, desc=
     model.train()
     total_loss, correct, seen, start = 0.0, 0, 0, time.perf_counter()
     bar = _progress(loader, desc, progress)
+    device = _device_of(model)
     for images, labels in bar:
         _check_labels(labels, model)
+        images, labels = images.to(device), labels.to(device)   # batches come on the CPU
         optimizer.zero_grad()
         output = model(images)
         loss = loss_fn(output, labels)
@@ -61,8 +63,10 @@ def evaluate(model, loader, progress=False, predict=None):
     was_training = model.training
     model.eval()
     total_loss, correct, seen = 0.0, 0, 0
+    device = _device_of(model)
     with no_grad():
         for images, labels in _progress(loader, "eval", progress):
+            images, labels = images.to(device), labels.to(device)
             scores = predict(model, images) if predict else model(images)
             if predict is None:
                 total_loss += cross_entropy(scores, labels).item() * labels.shape[0]
@@ -170,6 +174,11 @@ def _default_loss(output, labels):
         from .models.googlenet import googlenet_loss
         return googlenet_loss(output, labels)
     return cross_entropy(output, labels)
+
+
+def _device_of(model):
+    """The device of the model's parameters ("cpu" if it has none)."""
+    return next((p.device for p in model.parameters()), "cpu")
 
 
 def _check_labels(labels, model):

@@ -214,3 +214,14 @@ def test_ten_crop_of_an_ensemble_averages_probabilities_once():
     manual = np.mean([(softmax(a(views[k]), 1).numpy() + softmax(b(views[k]), 1).numpy()) / 2
                       for k in range(5)], axis=0)
     np.testing.assert_allclose(probs, manual, rtol=1e-6)
+
+
+@pytest.mark.skipif(not minidl.cuda_is_available(), reason="needs a CUDA GPU and CuPy")
+def test_fit_on_the_gpu_moves_the_cpu_batches(tmp_path):
+    model = mlp().to("cuda")
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    train, test = loaders()
+    history = fit(model, train, test, opt, 2, checkpoint=str(tmp_path / "ck.npz"),
+                  progress=False, log=lambda *a: None)
+    assert history[-1]["test_accuracy"] > 0.5
+    assert all(p.device == "cuda" for p in model.parameters())
