@@ -206,6 +206,36 @@ def median_seconds(fn, repeats, warmup=1):
     return float(np.median(times))
 
 
+def measure_module(model, shape, batch, repeats):
+    """Summary (params, MACs per image) and the median seconds of a forward and
+    of a forward+backward pass of ``model`` on a random (batch, *shape) input.
+
+    The input requires grad, as inside a network, so backward computes dL/dx."""
+    from minidl import Tensor, no_grad, summary
+    s = summary(model, shape)
+    x = Tensor(np.random.default_rng(0).standard_normal((batch,) + shape, dtype=np.float32),
+               requires_grad=True)
+
+    def forward():
+        with no_grad():
+            return model(x)
+
+    def forward_backward():
+        model.zero_grad()
+        model(x).sum().backward()
+
+    return {"summary": s, "output": tuple(forward().shape), "params": s.params,
+            "macs": s.macs, "forward_s": median_seconds(forward, repeats),
+            "forward_backward_s": median_seconds(forward_backward, repeats)}
+
+
+def ratio_row(label, a, b):
+    """A table row of the ratios a / b of params, MACs and both times."""
+    return [label, "", f"{a['params'] / b['params']:.1f}", f"{a['macs'] / b['macs']:.1f}",
+            f"{a['forward_s'] / b['forward_s']:.1f}",
+            f"{a['forward_backward_s'] / b['forward_backward_s']:.1f}"]
+
+
 # ----------------------------------------------------------------------------
 # reporting
 # ----------------------------------------------------------------------------

@@ -20,14 +20,13 @@ import time
 
 import numpy as np
 
-from common import figure, markdown_table, median_seconds, parse, parser, report, \
-    save_figure, threads
+from common import figure, markdown_table, measure_module, parse, parser, ratio_row, \
+    report, save_figure, threads
 
 import minidl
-from minidl import nn, summary
+from minidl import nn
 from minidl.models.googlenet import Inception
 from minidl.ops.math import cat
-from minidl.tensor import Tensor, no_grad
 
 NAME = "inception"
 SHAPE = (192, 28, 28)                           # (C, H, W): the input of inception (3a)
@@ -68,21 +67,9 @@ def branch_macs(s):
 
 
 def measure(model, batch, repeats):
-    s = summary(model, SHAPE)
-    x = Tensor(np.random.default_rng(0).standard_normal((batch,) + SHAPE, dtype=np.float32),
-               requires_grad=True)       # as inside a network: backward computes dL/dx too
-
-    def forward():
-        with no_grad():
-            return model(x)
-
-    def forward_backward():
-        model.zero_grad()
-        model(x).sum().backward()
-
-    return {"output": tuple(forward().shape), "params": s.params, "macs": s.macs,
-            "branches": branch_macs(s), "forward_s": median_seconds(forward, repeats),
-            "forward_backward_s": median_seconds(forward_backward, repeats)}
+    r = measure_module(model, SHAPE, batch, repeats)
+    r["branches"] = branch_macs(r["summary"])
+    return r
 
 
 BRANCHES = {"branch1": "1x1", "branch2": "3x3 (after its 1x1)",
@@ -104,10 +91,7 @@ def main(argv=None):
     rows = [[name, f"{r['output'][1:]}", f"{r['params']:,}", f"{r['macs']:,}",
              f"{1e3 * r['forward_s']:.0f}", f"{1e3 * r['forward_backward_s']:.0f}"]
             for name, r in results.items()]
-    rows.append(["ratio naive / bottleneck", "", f"{naive['params'] / bottle['params']:.1f}",
-                 f"{naive['macs'] / bottle['macs']:.1f}",
-                 f"{naive['forward_s'] / bottle['forward_s']:.1f}",
-                 f"{naive['forward_backward_s'] / bottle['forward_backward_s']:.1f}"])
+    rows.append(ratio_row("ratio naive / bottleneck", naive, bottle))
     table = markdown_table(["module", "output (C, H, W)", "params", "MACs per image",
                             f"forward ms (N={args.batch})", f"fwd+bwd ms (N={args.batch})"],
                            rows)

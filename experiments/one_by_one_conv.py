@@ -17,12 +17,11 @@ import time
 
 import numpy as np
 
-from common import figure, markdown_table, median_seconds, parse, parser, report, \
-    save_figure, threads
+from common import figure, markdown_table, measure_module, parse, parser, ratio_row, \
+    report, save_figure, threads
 
 import minidl
-from minidl import nn, summary
-from minidl.tensor import Tensor, no_grad
+from minidl import nn
 
 NAME = "one_by_one_conv"
 SHAPE = (192, 28, 28)                                  # (C, H, W) of the input volume
@@ -36,25 +35,6 @@ def networks():
                                                  nn.Conv2d(16, 32, 5, padding=2))}
 
 
-def measure(model, batch, repeats):
-    """Output shape, params, MACs per image, forward and forward+backward seconds."""
-    s = summary(model, SHAPE)
-    x = Tensor(np.random.default_rng(0).standard_normal((batch,) + SHAPE, dtype=np.float32),
-               requires_grad=True)       # as inside a network: backward computes dL/dx too
-
-    def forward():
-        with no_grad():
-            return model(x)
-
-    def forward_backward():
-        model.zero_grad()
-        model(x).sum().backward()
-
-    return {"output": tuple(forward().shape), "params": s.params, "macs": s.macs,
-            "forward_s": median_seconds(forward, repeats),
-            "forward_backward_s": median_seconds(forward_backward, repeats)}
-
-
 def main(argv=None):
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--batch", type=int, default=16, help="volumes per timed call")
@@ -64,16 +44,14 @@ def main(argv=None):
         args.batch, args.repeats = 2, 2
     t0 = time.perf_counter()
     with threads(args.threads):
-        results = {name: measure(m, args.batch, args.repeats) for name, m in networks().items()}
+        results = {name: measure_module(m, SHAPE, args.batch, args.repeats)
+                   for name, m in networks().items()}
     total = time.perf_counter() - t0
     direct, bottle = results.values()
     rows = [[name, f"{r['output']}", f"{r['params']:,}", f"{r['macs']:,}",
              f"{1e3 * r['forward_s']:.1f}", f"{1e3 * r['forward_backward_s']:.1f}"]
             for name, r in results.items()]
-    rows.append(["ratio direct / bottleneck", "", f"{direct['params'] / bottle['params']:.1f}",
-                 f"{direct['macs'] / bottle['macs']:.1f}",
-                 f"{direct['forward_s'] / bottle['forward_s']:.1f}",
-                 f"{direct['forward_backward_s'] / bottle['forward_backward_s']:.1f}"])
+    rows.append(ratio_row("ratio direct / bottleneck", direct, bottle))
     table = markdown_table(["path", "output (batch of N)", "params", "MACs per image",
                             f"forward ms (N={args.batch})", f"fwd+bwd ms (N={args.batch})"],
                            rows)

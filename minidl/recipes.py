@@ -3,7 +3,6 @@ gradient-check a reduced network, classify image files from a checkpoint.
 
 Each is a short script over the public API; read them as worked examples.
 """
-import json
 import os
 import time
 
@@ -278,7 +277,3 @@ def predict_files(checkpoint, paths, ten_crop=False, ensemble=()):
     for path, row in zip(paths, p):
         k = int(row.argmax())
         yield path, k, float(row[k])
-
-
-def _json(obj):
-    return json.dumps(obj, indent=1, default=float)

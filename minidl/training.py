@@ -35,7 +35,7 @@ def train_one_epoch(model, loader, optimizer, loss_fn=None, progress=True, desc=
     bar = _progress(loader, desc, progress)
     device = _device_of(model)
     for images, labels in bar:
-        _check_labels(labels, model)
+        _check_labels(labels)
         images, labels = images.to(device), labels.to(device)   # batches come on the CPU
         optimizer.zero_grad()
         output = model(images)
@@ -181,7 +181,7 @@ def _device_of(model):
     return next((p.device for p in model.parameters()), "cpu")
 
 
-def _check_labels(labels, model):
+def _check_labels(labels):
     data = labels.data if isinstance(labels, Tensor) else labels
     if data.dtype.kind not in "iu":
         raise TypeError(f"labels must be integer class indices, got dtype {data.dtype}")

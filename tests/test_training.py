@@ -9,7 +9,7 @@ from minidl import nn, optim
 from minidl.data import DataLoader, TensorDataset, load_digits
 from minidl.ensemble import Ensemble, predict, predict_ten_crop, ten_crop
 from minidl.ops.loss import softmax
-from minidl.training import evaluate, fit, load_checkpoint, save_checkpoint
+from minidl.training import evaluate, fit, load_checkpoint
 from minidl.transfer import (FrozenTrunkClassifier, freeze_prefix, precompute_features,
                              replace_head, trainable_parameters)
 

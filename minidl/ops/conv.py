@@ -402,7 +402,7 @@ def conv_geometry(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
     if len(w_shape) != 4:
         raise ValueError(f"conv2d: weight must be 4-D (out_channels, in_channels/groups, kH, kW), "
                          f"got shape {w_shape}")
-    (N, C, H, W), (O, Cg, kh, kw) = x_shape, w_shape
+    (_, C, H, W), (O, Cg, kh, kw) = x_shape, w_shape
     if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
         raise ValueError(f"conv2d: groups must be an int >= 1, got {groups!r}")
     if C % groups:
