@@ -2,21 +2,20 @@
 // of the same names in minidl/ops/conv.py (read them side by side).
 //
 // Compiled once per dtype with -Dscalar_t=float or -Dscalar_t=double.
-// Layouts (all C-contiguous):
+// Layouts (all C-contiguous), with L = OH*OW:
 //   x   (N, C, H, W)                 an input image batch (or its gradient)
-//   col (N, C*kh*kw, OH*OW)          col[n, (c*kh + p)*kw + q, i*OW + j]
+//   col (C*kh*kw, N*L)               col[(c*kh + p)*kw + q, n*L + i*OW + j]
 //                                      = x[n, c, i*sh - ph + p*dh, j*sw - pw + q*dw]
 //                                      (0 where that pixel is in the padding)
-// Seen flat, col row r = (n*C + c)*kh*kw + p*kw + q belongs to input plane
-// nc = n*C + c = r / (kh*kw), so neither kernel needs N or C: `total` says
-// how many elements there are, and the plane index carries n and c.
+// The windows of the N images lie side by side in each row of col, so that
+// one GEMM covers the whole batch.
 //
 // Both kernels: one thread per OUTPUT element, a grid-stride loop over a
 // 64-bit count (col of a large batch can exceed 2^31 elements), no atomics.
 
-// im2col: one thread per col element t, t = (r*OH + i)*OW + j.
+// im2col: one thread per col element t, t = (r*N + n)*L + i*OW + j.
 extern "C" __global__ void im2col(const scalar_t* __restrict__ x, scalar_t* __restrict__ col,
-                                  long long total, int H, int W, int kh, int kw,
+                                  long long total, int N, int C, int H, int W, int kh, int kw,
                                   int sh, int sw, int ph, int pw, int dh, int dw,
                                   int OH, int OW)
 {
@@ -24,25 +23,27 @@ extern "C" __global__ void im2col(const scalar_t* __restrict__ x, scalar_t* __re
          t += (long long)blockDim.x * gridDim.x) {
         int j = (int)(t % OW);                      // output column
         int i = (int)((t / OW) % OH);               // output row
-        long long r = t / ((long long)OH * OW);     // row of col
+        long long rn = t / ((long long)OH * OW);    // r*N + n
+        int n = (int)(rn % N);                      // image
+        long long r = rn / N;                       // row of col
         int q = (int)(r % kw);                      // kernel column
         int p = (int)((r / kw) % kh);               // kernel row
-        long long nc = r / ((long long)kh * kw);    // input plane n*C + c
+        int c = (int)(r / ((long long)kh * kw));    // input channel
         int ih = i * sh - ph + p * dh;              // input pixel read
         int iw = j * sw - pw + q * dw;
         col[t] = (ih >= 0 && ih < H && iw >= 0 && iw < W)
-                     ? x[(nc * H + ih) * W + iw] : (scalar_t)0;
+                     ? x[(((long long)n * C + c) * H + ih) * W + iw] : (scalar_t)0;
     }
 }
 
 // col2im: the adjoint of im2col, as a GATHER: one thread per pixel t of x,
-// t = (nc*H + h)*W + w, sums the col entries that im2col copied from it.
+// t = ((n*C + c)*H + h)*W + w, sums the col entries that im2col copied from it.
 // Kernel row p reads the pixel at output row i = (h + ph - p*dh) / sh when that
 // division is exact and 0 <= i < OH (likewise q and j). The sum runs over
 // (p, q) in ascending order from 0, the order in which the Numba scatter adds
 // into a pixel, so both give the same bits.
 extern "C" __global__ void col2im(const scalar_t* __restrict__ col, scalar_t* __restrict__ x,
-                                  long long total, int H, int W, int kh, int kw,
+                                  long long total, int N, int C, int H, int W, int kh, int kw,
                                   int sh, int sw, int ph, int pw, int dh, int dw,
                                   int OH, int OW)
 {
@@ -51,6 +52,7 @@ extern "C" __global__ void col2im(const scalar_t* __restrict__ col, scalar_t* __
         int w = (int)(t % W);
         int h = (int)((t / W) % H);
         long long nc = t / ((long long)H * W);      // input plane n*C + c
+        int n = (int)(nc / C), c = (int)(nc % C);
         scalar_t sum = 0;
         for (int p = 0; p < kh; ++p) {
             int di = h + ph - p * dh;               // = i*sh if output row i saw (h, p)
@@ -60,8 +62,8 @@ extern "C" __global__ void col2im(const scalar_t* __restrict__ col, scalar_t* __
                 int dj = w + pw - q * dw;
                 if (dj < 0 || dj % sw != 0 || dj / sw >= OW) continue;
                 int j = dj / sw;
-                long long r = (nc * kh + p) * kw + q;   // row of col
-                sum += col[(r * OH + i) * OW + j];
+                long long r = ((long long)c * kh + p) * kw + q;   // row of col
+                sum += col[((r * N + n) * OH + i) * OW + j];
             }
         }
         x[t] = sum;

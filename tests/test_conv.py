@@ -135,17 +135,22 @@ def test_gradients_match_naive_backward(dtype, case):
 
 
 @pytest.mark.parametrize("groups", [1, 2])
-@pytest.mark.parametrize("side", [6, 14])       # OH*OW = 36 and 196: both grad-w strategies
-def test_weight_gradient_for_short_and_long_outputs(groups, side):
-    """grad w is one GEMM over the chunk when OH*OW < SHORT_OUTPUT, one per
-    image otherwise: both against the loops."""
-    case = dict(x=randn((3, 4, side, side)), weight=randn((6, 4 // groups, 3, 3), seed=1),
-                bias=None, stride=1, padding=1, dilation=1, groups=groups)
+@pytest.mark.parametrize("side", [6, 14])       # OH*OW = 36 and 196: both 1x1 strategies
+def test_1x1_conv_for_short_and_long_outputs(groups, side):
+    """A 1x1 conv runs image by image on views of x when OH*OW >= SHORT_OUTPUT,
+    and on the images of a chunk copied side by side otherwise: both against
+    the loops."""
+    case = dict(x=randn((3, 4, side, side)), weight=randn((6, 4 // groups, 1, 1), seed=1),
+                bias=None, stride=1, padding=0, dilation=1, groups=groups)
     _, geo = naive(case)
-    assert (geo.OH * geo.OW < conv.SHORT_OUTPUT) == (side == 6)
+    op = conv.Conv2d(geo, groups)
+    assert op.plain_gemm
+    assert op._chunks(case["x"]) == ([(0, 3)] if side == 6 else [(0, 1), (1, 2), (2, 3)])
     x, w = minidl.Tensor(case["x"], requires_grad=True), minidl.Tensor(case["weight"],
                                                                       requires_grad=True)
-    y = F.conv2d(x, w, padding=1, groups=groups)
+    y = F.conv2d(x, w, groups=groups)
+    np.testing.assert_allclose(y.data, conv.conv2d_naive(case["x"], case["weight"], None, geo,
+                                                         groups), rtol=1e-10, atol=1e-10)
     gy = randn(y.shape, seed=2)
     y.backward(gy)
     gx, gw, _ = conv.conv2d_naive_backward(case["x"], case["weight"], gy, geo, groups)
@@ -257,7 +262,7 @@ def test_valid_is_no_padding():
 def test_im2col_matches_definition(case):
     _, geo = naive(case)
     x = case["x"].astype(np.float32)
-    col = np.full((x.shape[0], x.shape[1] * geo.kh * geo.kw, geo.OH * geo.OW), np.nan, np.float32)
+    col = np.full((x.shape[1] * geo.kh * geo.kw, x.shape[0] * geo.OH * geo.OW), np.nan, np.float32)
     conv.im2col(x, col, *conv.im2col_args(geo))
     np.testing.assert_array_equal(col, conv.im2col_naive(x, geo))
 
@@ -268,7 +273,7 @@ def test_col2im_is_the_adjoint_of_im2col(case):
     """<im2col(x), c> = <x, col2im(c)> for all x, c defines col2im."""
     _, geo = naive(case)
     x = case["x"]
-    c = randn((x.shape[0], x.shape[1] * geo.kh * geo.kw, geo.OH * geo.OW), seed=5)
+    c = randn((x.shape[1] * geo.kh * geo.kw, x.shape[0] * geo.OH * geo.OW), seed=5)
     gx = np.full_like(x, np.nan)
     conv.col2im(c, gx, *conv.im2col_args(geo))
     np.testing.assert_allclose((conv.im2col_naive(x, geo) * c).sum(), (x * gx).sum(), rtol=1e-12)
@@ -296,9 +301,10 @@ def test_1x1_conv_is_a_gemm_without_im2col(monkeypatch):
 
 
 @pytest.mark.parametrize("kwargs", [dict(padding=1), dict(stride=2, groups=2), {}],
-                         ids=["3x3", "strided groups", "1x1"])
+                         ids=["3x3", "strided groups", "short 1x1"])
 def test_chunked_equals_unchunked(monkeypatch, kwargs):
-    """A column buffer limit of a few images changes no result."""
+    """A column buffer limit of a few images changes no result (chunks of 2,
+    2 and 1 images, each chunk one GEMM)."""
     k = 1 if not kwargs else 3
     x, w, b = randn((5, 4, 7, 6), np.float32), randn((6, 4 // kwargs.get("groups", 1), k, k),
                                                      np.float32, 1), randn((6,), np.float32, 2)
@@ -313,9 +319,9 @@ def test_chunked_equals_unchunked(monkeypatch, kwargs):
     whole = run()
     geo = conv.conv_geometry(x.shape, w.shape, **kwargs)
     per_image = 4 * geo.kh * geo.kw * geo.OH * geo.OW * x.itemsize      # C*kh*kw*OH*OW*itemsize
-    monkeypatch.setattr(conv, "COL_BUFFER_BYTES", 2 * per_image)
+    monkeypatch.setattr(conv, "COL_CHUNK_BYTES", 2 * per_image)
     chunks = conv.Conv2d(geo, kwargs.get("groups", 1))._chunks(x)
-    assert chunks == ([(0, 5)] if k == 1 else [(0, 2), (2, 4), (4, 5)])  # 1x1: no columns
+    assert chunks == [(0, 2), (2, 4), (4, 5)]
     for got, want in zip(run(), whole):      # float32: chunks change the summation order
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 

@@ -29,7 +29,7 @@ def geometry(case):
 @settings(max_examples=40, deadline=None)
 def test_im2col_kernel_equals_numba_exactly(case, dtype):
     geo, x = geometry(case), case["x"].astype(dtype)
-    shape = (x.shape[0], x.shape[1] * geo.kh * geo.kw, geo.OH * geo.OW)
+    shape = (x.shape[1] * geo.kh * geo.kw, x.shape[0] * geo.OH * geo.OW)
     want, got = np.empty(shape, dtype), np.full(shape, np.nan, dtype)
     conv.im2col(x, want, *conv.im2col_args(geo))
     with cuda.host_launcher() as launcher:
@@ -42,7 +42,7 @@ def test_im2col_kernel_equals_numba_exactly(case, dtype):
 @settings(max_examples=40, deadline=None)
 def test_col2im_kernel_equals_numba_exactly(case, dtype):
     geo, x = geometry(case), case["x"]
-    col = randn((x.shape[0], x.shape[1] * geo.kh * geo.kw, geo.OH * geo.OW), dtype, seed=3)
+    col = randn((x.shape[1] * geo.kh * geo.kw, x.shape[0] * geo.OH * geo.OW), dtype, seed=3)
     want, got = np.empty(x.shape, dtype), np.full(x.shape, np.nan, dtype)
     conv.col2im(col, want, *conv.im2col_args(geo))
     with cuda.host_launcher() as launcher:
@@ -82,7 +82,7 @@ def test_kernel_arguments_match_the_c_signature():
     a wrong scalar type in a twin would raise TypeError here."""
     x = randn((1, 2, 5, 5), np.float32)
     geo = conv.conv_geometry(x.shape, (3, 2, 3, 3), padding=1)
-    col = np.empty((1, 18, 25), np.float32)
+    col = np.empty((18, 25), np.float32)
     with cuda.host_launcher():
         conv.im2col_gpu(x, col, geo)
         conv.col2im_gpu(col, x.copy(), geo)
