@@ -326,6 +326,45 @@ def test_chunked_equals_unchunked(monkeypatch, kwargs):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("weight_grad", [True, False])
+def test_small_columns_are_kept_for_grad_w(monkeypatch, weight_grad):
+    """One chunk of columns and grad w needed: im2col runs once, in forward,
+    and backward (also a second one, with retain_graph) gets the naive
+    gradients. Without grad w nothing is kept."""
+    calls = []
+    real_im2col = conv._im2col
+    monkeypatch.setattr(conv, "_im2col", lambda *a: calls.append(1) or real_im2col(*a))
+    x, w = randn((3, 4, 7, 6)), randn((6, 2, 3, 3), seed=1)
+    xt, wt = minidl.Tensor(x, requires_grad=True), minidl.Tensor(w, requires_grad=weight_grad)
+    y = F.conv2d(xt, wt, stride=(1, 2), padding=1, groups=2)
+    assert (y.creator.kept is not None) == weight_grad
+    gy = randn(y.shape, seed=2)
+    y.backward(gy, retain_graph=True)
+    assert len(calls) == 1                               # forward only: backward reuses or needs none
+    geo = conv.conv_geometry(x.shape, w.shape, stride=(1, 2), padding=1, groups=2)
+    gx, gw, _ = conv.conv2d_naive_backward(x, w, gy, geo, 2)
+    np.testing.assert_allclose(xt.grad.data, gx, rtol=1e-10, atol=1e-10)
+    if weight_grad:
+        np.testing.assert_allclose(wt.grad.data, gw, rtol=1e-10, atol=1e-10)
+        y.backward(gy)                                   # the kept columns serve again
+        np.testing.assert_allclose(wt.grad.data, 2 * gw, rtol=1e-10, atol=1e-10)
+        assert len(calls) == 1
+
+
+def test_columns_are_not_kept_under_no_grad_or_when_chunked(monkeypatch):
+    x, w = minidl.Tensor(randn((3, 2, 6, 6)), requires_grad=True), \
+        minidl.Tensor(randn((4, 2, 3, 3), seed=1), requires_grad=True)
+    with minidl.no_grad():
+        assert F.conv2d(x, w).creator is None
+    monkeypatch.setattr(conv, "COL_CHUNK_BYTES", 1)          # one image per chunk
+    y = F.conv2d(x, w)
+    assert y.creator.kept is None
+    y.backward(np.ones(y.shape))
+    geo = conv.conv_geometry(x.shape, w.shape)
+    _, gw, _ = conv.conv2d_naive_backward(x.data, w.data, np.ones(y.shape), geo, 1)
+    np.testing.assert_allclose(w.grad.data, gw, rtol=1e-10, atol=1e-10)
+
+
 def test_workspace_shared_by_layers_is_not_corrupted():
     """Two convs of different sizes forward, then backward: each backward
     recomputes its own columns, whatever the other one left in the buffer."""

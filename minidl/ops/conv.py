@@ -30,14 +30,18 @@ same way, gY (O, N*L), backward is two more GEMMs and the adjoint of im2col:
     gw   = gY @ col.T                         gb = gy.sum over (n, i, j)
     (computed as gw.T = col @ gY.T, which OpenBLAS runs faster)
 
-Design choices, measured on the shared 2-core CPU (float32, one thread, CPU
-time of forward+backward; benchmarks/conv_timing.py):
-* The column buffer is RECOMPUTED in backward (as Chainer does), not kept
-  from forward. Keeping it would hold K*OH*OW floats per image for every conv
+Design choices, measured on the shared 2-core CPU (float32; how each figure
+was taken is said beside it):
+* The columns are RECOMPUTED in backward (as Chainer does) unless they are
+  small. Keeping them would hold K*OH*OW floats per image for every conv
   layer until its backward (all of VGG-16 at batch 8: 2.6 GB; VGG conv3_1
-  alone: 115 MB), which no chunking could bound. Recomputing costs one more
-  im2col: 1.4% of forward+backward on VGG conv3_1 (6.6 of 471 ms), 4% on
-  ResNet 3x3, 5% on Inception 5x5, 7% on AlexNet conv1.
+  alone: 115 MB), which no chunking could bound; recomputing costs one more
+  im2col, 1-7% of forward+backward on the large layers. When the whole
+  batch's columns fit in one chunk (at most COL_CHUNK_BYTES, 8 MiB) and
+  grad w will be needed, forward keeps them in an array of their own: on
+  LeNet conv2 (3.7 MiB of columns at batch 64) that made forward+backward
+  15% faster (1.76 vs 2.08 ms, best of 41 interleaved runs; 7.1 vs 8.0 ms
+  at batch 128), and ResNet-50's 7x7 conv neither gained nor lost.
 * On the CPU the column buffer is one cached workspace per thread, reused by
   every call: a fresh 100 MB array goes back to the OS after each call (glibc)
   and page-faults in again on the next. Reuse made forward+backward 1.08x
@@ -60,7 +64,7 @@ time of forward+backward; benchmarks/conv_timing.py):
 * A 1x1 convolution with stride 1, no padding and no dilation is a plain
   GEMM: the columns of image n are x[n].reshape(C, H*W), so im2col is
   skipped and each image is its own GEMM (a view of x, no copy).
-* col2im on the CPU is a scatter, plane by plane; the CUDA twin is a gather,
+* col2im on the CPU is a scatter, row by row of col; the CUDA twin is a gather,
   one thread per input pixel (no atomics). Both add the contributions to a
   pixel in the same order, (p, q) ascending, so they agree bit for bit.
 """
@@ -74,7 +78,7 @@ from .. import cuda
 from ..backend import get_array_module
 from ..jit import njit
 from .args import pair
-from ..tensor import Function, as_tensor
+from ..tensor import Function, as_tensor, is_grad_enabled
 
 COL_CHUNK_BYTES = 8 * 2**20      # columns per chunk on the CPU: cache-sized (tests lower it)
 COL_BUFFER_BYTES = 256 * 2**20   # the same on the GPU: a bound on memory only
@@ -313,10 +317,12 @@ def _col_buffer(xp, shape, dtype):
 # the differentiable op
 # ----------------------------------------------------------------------------
 class Conv2d(Function):
-    """y = conv2d(x, w[, b]) by im2col + GEMM; the formula is in the module docstring."""
+    """y = conv2d(x, w[, b]) by im2col + GEMM; the formula is in the module docstring.
+    keep_columns: backward will need grad w, so keep small columns (see the
+    module docstring)."""
 
-    def __init__(self, geo, groups):
-        self.geo, self.groups = geo, groups
+    def __init__(self, geo, groups, keep_columns=False):
+        self.geo, self.groups, self.keep_columns = geo, groups, keep_columns
         # 1x1 kernel, stride 1, no padding, no dilation: col[n] is x[n] (C, H*W)
         self.plain_gemm = (geo.kh, geo.kw, geo.sh, geo.sw, geo.dh, geo.dw) == (1,) * 6 and \
             (geo.pad_top, geo.pad_bottom, geo.pad_left, geo.pad_right) == (0,) * 4
@@ -337,12 +343,14 @@ class Conv2d(Function):
         step = max(1, -(-N // n_chunks))                  # ceil(N / n_chunks)
         return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)]
 
-    def _columns(self, x, n0, n1):
-        """col of images n0..n1 as (G, K_g, nb*L), K_g = C_g*kh*kw, L = OH*OW."""
+    def _columns(self, x, n0, n1, own=False):
+        """col of images n0..n1 as (G, K_g, nb*L), K_g = C_g*kh*kw, L = OH*OW:
+        in the shared workspace, or in an array of its own if ``own``."""
         xp, nb, C, G, L = get_array_module(x), n1 - n0, x.shape[1], self.groups, self.geo.OH * self.geo.OW
         if self.plain_gemm and nb == 1:
             return x[n0].reshape(G, C // G, L)                    # a view, no copy
-        col = _col_buffer(xp, (C * self.geo.kh * self.geo.kw, nb * L), x.dtype)
+        shape = (C * self.geo.kh * self.geo.kw, nb * L)
+        col = xp.empty(shape, dtype=x.dtype) if own else _col_buffer(xp, shape, x.dtype)
         if self.plain_gemm:                                       # images side by side
             col.reshape(C, nb, L)[...] = x[n0:n1].reshape(nb, C, L).transpose(1, 0, 2)
         else:
@@ -356,9 +364,12 @@ class Conv2d(Function):
         OH, OW = self.geo.OH, self.geo.OW
         w3 = w.reshape(G, O // G, -1)                             # (G, O_g, K_g)
         y = xp.empty((N, O, OH, OW), dtype=x.dtype)
-        for n0, n1 in self._chunks(x):
+        chunks = self._chunks(x)
+        # one chunk of im2col columns: keep them for grad w instead of recomputing
+        keep = self.keep_columns and len(chunks) == 1 and not self.plain_gemm
+        for n0, n1 in chunks:
             nb = n1 - n0
-            col = self._columns(x, n0, n1)                        # (G, K_g, nb*L)
+            col = self._columns(x, n0, n1, own=keep)              # (G, K_g, nb*L)
             if nb == 1:                                           # already image n0's layout
                 xp.matmul(w3, col, out=y[n0].reshape(G, O // G, OH * OW))
             else:                                                 # (G, O_g, nb*L) -> (nb, O, OH, OW)
@@ -366,6 +377,7 @@ class Conv2d(Function):
         if b is not None:
             y += b.reshape(1, O, 1, 1)                            # (N, O, OH, OW)
         self.x, self.w, self.has_bias = x, w, b is not None
+        self.kept = col if keep else None
         return y
 
     def backward(self, gy):
@@ -383,7 +395,7 @@ class Conv2d(Function):
             nb = n1 - n0                                          # gY of the chunk: (G, O_g, nb*L),
             g = gy4[n0:n1].transpose(1, 2, 0, 3).reshape(G, O // G, nb * L)   # a copy if nb > 1
             if need_w:
-                col = self._columns(x, n0, n1)                    # (G, K_g, nb*L), recomputed
+                col = self.kept if self.kept is not None else self._columns(x, n0, n1)
                 gwT += xp.matmul(col, g.transpose(0, 2, 1))       # (G, K_g, O_g)
             if need_x and self.plain_gemm and nb == 1:            # col2im is the identity
                 xp.matmul(wT, g, out=gx[n0].reshape(G, Kg, L))
@@ -425,7 +437,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         raise ValueError(f"conv2d: bias must have shape ({weight.shape[0]},) (out_channels of "
                          f"weight {tuple(weight.shape)}), got {tuple(bias.shape)}")
     inputs = (x, weight) if bias is None else (x, weight, bias)
-    return Conv2d(geo, groups)(*inputs)
+    return Conv2d(geo, groups, keep_columns=is_grad_enabled() and weight.requires_grad)(*inputs)
 
 
 def conv_geometry(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
