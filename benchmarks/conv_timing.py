@@ -8,8 +8,8 @@
 For each case: forward+backward (gradients of input, weight and bias) time,
 its GFLOP/s (3 GEMMs of 2*N*O*C_g*kh*kw*OH*OW flops), the ratio to the SGEMM
 peak measured in the same run (a 2048^3 float32 matmul), and the share of
-that time spent in im2col + col2im (two im2col, since backward recomputes
-the columns, and one col2im). Times are the best of REPEATS runs; the median
+that time spent inside im2col + col2im (timed by wrapping them, as
+`minidl bench` does). Times are the best of REPEATS runs; the median
 is printed too. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from the
 environment before NumPy loads OpenBLAS (they select a slower kernel).
 
@@ -22,21 +22,24 @@ time of this process does not count the others' jobs and repeats within a
 few % -- those are the figures to compare:
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/conv_timing.py --cpu-time
-    SGEMM peak (2048^3 float32 matmul): 103 GFLOP/s
+    SGEMM peak (2048^3 float32 matmul): 102 GFLOP/s
     case              fwd+bwd ms   median  GFLOP/s  % peak  im2col+col2im
-    LeNet conv2              2.5      2.6       37     36%            45%
-    AlexNet conv1           76.4     77.2       66     65%            23%
-    VGG conv3_1            468.6    473.1       95     92%             4%
-    ResNet 1x1              31.9     32.1       77     75%             0%
-    ResNet 3x3              81.7     82.7       68     66%            12%
-    Inception 5x5            9.0      9.0       54     52%            15%
+    LeNet conv2              2.1      2.3       43     42%            27%
+    AlexNet conv1           65.9     68.5       77     75%            11%
+    VGG conv3_1            483.3    497.0       92     90%             6%
+    ResNet 1x1              31.5     31.9       78     77%             0%
+    ResNet 3x3              76.5     80.0       73     71%            14%
+    Inception 5x5            7.5      7.6       65     63%            17%
 
-Two threads, wall clock, best of several runs on the busy machine: VGG
-conv3_1 65-74% of the same run's peak; the smaller layers 5-60%, figures
-that measure the machine's load more than the code.
+(Before the cache-sized chunks, the batched GEMM and the phase-plane
+im2col/col2im of ops/conv.py, the same command gave LeNet conv2 2.5 ms and
+45%, AlexNet conv1 76.4 ms and 23%, ResNet 3x3 81.7 ms, Inception 5x5 9.0 ms.)
+
+Two threads, wall clock: the figures of `python benchmarks/run.py`, in
+benchmarks/RESULTS.md (several runs, with their spread).
 
 Cold start (--cold-start; import minidl + first conv2d forward+backward):
-2.2-3.8 s with an empty Numba cache, 1.0-1.25 s with a warm one (most of it
+2.2-3.8 s with an empty Numba cache, 0.65-1.25 s with a warm one (most of it
 importing NumPy and Numba and Numba's first-call set-up).
 """
 import os
@@ -53,6 +56,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import minidl  # noqa: E402
+from minidl.bench.kernels import im2col_share  # noqa: E402
 from minidl.ops import conv  # noqa: E402
 
 REPEATS = 5
@@ -87,7 +91,7 @@ def sgemm_peak():
 
 
 def time_case(N, C, H, W, O, k, stride, padding):
-    """(fwd+bwd best s, median s, GFLOP, im2col+col2im s) for one conv."""
+    """(fwd+bwd best s, median s, GFLOP, im2col+col2im share) for one conv."""
     rng = np.random.default_rng(0)
     x = minidl.Tensor(rng.standard_normal((N, C, H, W)).astype(np.float32), requires_grad=True)
     w = minidl.Tensor(rng.standard_normal((O, C, k, k)).astype(np.float32), requires_grad=True)
@@ -101,29 +105,7 @@ def time_case(N, C, H, W, O, k, stride, padding):
 
     best, median = best_time(step)
     gflop = 3 * 2 * N * O * C * k * k * geo.OH * geo.OW / 1e9
-    return best, median, gflop, im2col_col2im_time(x.data, geo)
-
-
-def im2col_col2im_time(x, geo):
-    """Seconds of the im2col/col2im calls one forward+backward makes (0 for a plain GEMM)."""
-    op = conv.Conv2d(geo, 1)
-    if op.plain_gemm:
-        return 0.0
-    args = conv.im2col_args(geo)
-    chunks = op._chunks(x)
-    K, L = x.shape[1] * geo.kh * geo.kw, geo.OH * geo.OW
-    col = np.empty((chunks[0][1], K, L), dtype=x.dtype)
-    gx = np.empty_like(x)
-
-    def im2col_all():
-        for n0, n1 in chunks:
-            conv.im2col(x[n0:n1], col[:n1 - n0], *args)
-
-    def col2im_all():
-        for n0, n1 in chunks:
-            conv.col2im(col[:n1 - n0], gx[n0:n1], *args)
-
-    return 2 * best_time(im2col_all)[0] + best_time(col2im_all)[0]
+    return best, median, gflop, im2col_share(step, REPEATS)
 
 
 def cold_start():
@@ -153,9 +135,9 @@ def main():
     print(f"{'case':16s} {'fwd+bwd ms':>11s} {'median':>8s} {'GFLOP/s':>8s} {'% peak':>7s} "
           f"{'im2col+col2im':>14s}")
     for name, case in CASES.items():
-        best, median, gflop, t_cols = time_case(*case)
+        best, median, gflop, share = time_case(*case)
         print(f"{name:16s} {best * 1e3:11.1f} {median * 1e3:8.1f} {gflop / best:8.0f} "
-              f"{100 * gflop / best / peak:6.0f}% {100 * t_cols / best:13.0f}%")
+              f"{100 * gflop / best / peak:6.0f}% {100 * share:13.0f}%")
 
 
 if __name__ == "__main__":
