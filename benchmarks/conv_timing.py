@@ -32,7 +32,7 @@ few % -- those are the figures to compare:
     Inception 5x5            7.5      7.6       65     63%            17%
 
 (Before the cache-sized chunks, the batched GEMM and the phase-plane
-im2col/col2im of ops/conv.py, the same command gave LeNet conv2 2.5 ms and
+im2col/col2im of ops/im2col.py, the same command gave LeNet conv2 2.5 ms and
 45%, AlexNet conv1 76.4 ms and 23%, ResNet 3x3 81.7 ms, Inception 5x5 9.0 ms.)
 
 Two threads, wall clock: the figures of `python benchmarks/run.py`, in

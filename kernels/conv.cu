@@ -1,5 +1,8 @@
 // im2col and col2im for conv2d on the GPU: the twins of the Numba functions
-// of the same names in minidl/ops/conv.py (read them side by side).
+// of the same names in minidl/ops/im2col.py (read them side by side). The
+// Numba loops first copy the images into padded, phase-split planes so that
+// each CPU copy is one unit-stride run; here each thread reads x directly and
+// checks the bounds itself. The results are the same, bit for bit.
 //
 // Compiled once per dtype with -Dscalar_t=float or -Dscalar_t=double.
 // Layouts (all C-contiguous), with L = OH*OW:

@@ -17,6 +17,7 @@ from hypothesis import given, settings, strategies as st
 import minidl
 import minidl.nn.functional as F
 from minidl.ops import conv
+from minidl.ops import im2col as cols
 
 DTYPES = [np.float32, np.float64]
 
@@ -263,8 +264,8 @@ def test_im2col_matches_definition(case):
     _, geo = naive(case)
     x = case["x"].astype(np.float32)
     col = np.full((x.shape[1] * geo.kh * geo.kw, x.shape[0] * geo.OH * geo.OW), np.nan, np.float32)
-    conv.im2col(x, col, *conv.im2col_args(geo))
-    np.testing.assert_array_equal(col, conv.im2col_naive(x, geo))
+    cols.im2col(x, col, *cols.im2col_args(geo))
+    np.testing.assert_array_equal(col, cols.im2col_naive(x, geo))
 
 
 @given(case=conv_cases())
@@ -275,8 +276,8 @@ def test_col2im_is_the_adjoint_of_im2col(case):
     x = case["x"]
     c = randn((x.shape[1] * geo.kh * geo.kw, x.shape[0] * geo.OH * geo.OW), seed=5)
     gx = np.full_like(x, np.nan)
-    conv.col2im(c, gx, *conv.im2col_args(geo))
-    np.testing.assert_allclose((conv.im2col_naive(x, geo) * c).sum(), (x * gx).sum(), rtol=1e-12)
+    cols.col2im(c, gx, *cols.im2col_args(geo))
+    np.testing.assert_allclose((cols.im2col_naive(x, geo) * c).sum(), (x * gx).sum(), rtol=1e-12)
 
 
 # ----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The GPU path of conv2d: kernels/conv.cu through the GPU twins of minidl/ops/conv.py.
+"""The GPU path of conv2d: kernels/conv.cu through the GPU twins of minidl/ops/im2col.py.
 
 Inside ``cuda.host_launcher()`` the .cu kernels run on the CPU over NumPy
 arrays. im2col and col2im move data, so the twins must equal the Numba
@@ -16,6 +16,7 @@ import minidl.nn.functional as F
 from minidl import cuda
 from minidl.backend import cuda_is_available
 from minidl.ops import conv
+from minidl.ops import im2col as cols
 
 from test_conv import DTYPES, conv_cases, randn, settings_of
 
@@ -31,9 +32,9 @@ def test_im2col_kernel_equals_numba_exactly(case, dtype):
     geo, x = geometry(case), case["x"].astype(dtype)
     shape = (x.shape[1] * geo.kh * geo.kw, x.shape[0] * geo.OH * geo.OW)
     want, got = np.empty(shape, dtype), np.full(shape, np.nan, dtype)
-    conv.im2col(x, want, *conv.im2col_args(geo))
+    cols.im2col(x, want, *cols.im2col_args(geo))
     with cuda.host_launcher() as launcher:
-        conv.im2col_gpu(x, got, geo)
+        cols.im2col_gpu(x, got, geo)
     assert launcher.launched == {("conv.cu", "im2col"): 1}
     np.testing.assert_array_equal(got, want)
 
@@ -44,9 +45,9 @@ def test_col2im_kernel_equals_numba_exactly(case, dtype):
     geo, x = geometry(case), case["x"]
     col = randn((x.shape[1] * geo.kh * geo.kw, x.shape[0] * geo.OH * geo.OW), dtype, seed=3)
     want, got = np.empty(x.shape, dtype), np.full(x.shape, np.nan, dtype)
-    conv.col2im(col, want, *conv.im2col_args(geo))
+    cols.col2im(col, want, *cols.im2col_args(geo))
     with cuda.host_launcher() as launcher:
-        conv.col2im_gpu(col, got, geo)
+        cols.col2im_gpu(col, got, geo)
     assert launcher.launched == {("conv.cu", "col2im"): 1}
     np.testing.assert_array_equal(got, want)
 
@@ -85,10 +86,10 @@ def test_kernel_arguments_match_the_c_signature():
     geo = conv.conv_geometry(x.shape, (3, 2, 3, 3), padding=1)
     col = np.empty((18, 25), np.float32)
     with cuda.host_launcher():
-        conv.im2col_gpu(x, col, geo)
-        conv.col2im_gpu(col, x.copy(), geo)
+        cols.im2col_gpu(x, col, geo)
+        cols.col2im_gpu(col, x.copy(), geo)
         with pytest.raises(TypeError, match="float32"):
-            conv.im2col_gpu(x.astype(np.float64), col, geo)
+            cols.im2col_gpu(x.astype(np.float64), col, geo)
 
 
 # ----------------------------------------------------------------------------
