@@ -209,7 +209,8 @@ class Conv2d(Function):
     def _columns(self, x, n0, n1, own=False):
         """col of images n0..n1 as (G, K_g, nb*L), K_g = C_g*kh*kw, L = OH*OW:
         in the shared workspace, or in an array of its own if ``own``."""
-        xp, nb, C, G, L = get_array_module(x), n1 - n0, x.shape[1], self.groups, self.geo.OH * self.geo.OW
+        xp, nb, C, G = get_array_module(x), n1 - n0, x.shape[1], self.groups
+        L = self.geo.OH * self.geo.OW
         if self.plain_gemm and nb == 1:
             return x[n0].reshape(G, C // G, L)                    # a view, no copy
         shape = (C * self.geo.kh * self.geo.kw, nb * L)
@@ -235,7 +236,7 @@ class Conv2d(Function):
             col = self._columns(x, n0, n1, own=keep)              # (G, K_g, nb*L)
             if nb == 1:                                           # already image n0's layout
                 xp.matmul(w3, col, out=y[n0].reshape(G, O // G, OH * OW))
-            else:                                                 # (G, O_g, nb*L) -> (nb, O, OH, OW)
+            else:                                        # (G, O_g, nb*L) -> (nb, O, OH, OW)
                 y[n0:n1] = xp.matmul(w3, col).reshape(O, nb, OH, OW).transpose(1, 0, 2, 3)
         if b is not None:
             y += b.reshape(1, O, 1, 1)                            # (N, O, OH, OW)
