@@ -73,6 +73,22 @@ def lrn_backward_naive(x, gy, size, alpha, beta, k):
 # ----------------------------------------------------------------------------
 # Numba kernels and their CUDA twins
 # ----------------------------------------------------------------------------
+@njit(inline="always")
+def _negative_power(s, p, beta):
+    """p = s^-beta elementwise (1-D). Without Intel's SVML, Numba's pow is a
+    scalar libm call per element: 80% of the forward time. For AlexNet's
+    beta = 0.75, s^-0.75 = 1 / (r * sqrt(r)) with r = sqrt(s) is two sqrt
+    instructions that vectorize: forward 11.8 -> 2.4 ms on the benchmark's
+    8x96x55x55 (within 2 float32 ulps of pow)."""
+    if beta == 0.75:
+        for i in range(s.size):
+            r = np.sqrt(s[i])
+            p[i] = 1 / (r * np.sqrt(r))
+    else:
+        for i in range(s.size):
+            p[i] = s[i] ** -beta
+
+
 @njit(parallel=True)
 def lrn_forward(x, y, s, p, size, alpha, beta, k):
     """x (N, C, L) -> y, s (scale), p = s^-beta, all (N, C, L); L = H*W."""
@@ -87,7 +103,8 @@ def lrn_forward(x, y, s, p, size, alpha, beta, k):
                 acc[i] += x[n, j, i] * x[n, j, i]
         for i in range(L):
             acc[i] = k + alpha * acc[i]
-            p[n, c, i] = acc[i] ** -beta
+        _negative_power(acc, p[n, c], beta)             # p[n, c] = s[n, c]^-beta
+        for i in range(L):
             y[n, c, i] = x[n, c, i] * p[n, c, i]
 
 
