@@ -49,7 +49,7 @@ def im2col_naive(x, geo):
 # fast CPU loops (Numba); their CUDA twins are kernels/conv.cu, same names
 # ----------------------------------------------------------------------------
 @njit(inline="always")
-def _valid_columns(q, sw, pw, dw, W, OW):
+def valid_columns(q, sw, pw, dw, W, OW):
     """off, j0, j1: input column j*sw + off for output column j (off = q*dw - pw),
     and [j0, j1) the output columns j for which it lies inside [0, W)."""
     off = q * dw - pw
@@ -126,7 +126,7 @@ def _to_phase_planes(x, ph, pw, Hp, sw, Wq):
                 continue
             for rq in range(sw):                          # sub-row rq: columns jj*sw + rq
                 d0 = (hp * sw + rq) * Wq
-                off, j0, j1 = _valid_columns(rq, sw, pw, 1, W, Wq)
+                off, j0, j1 = valid_columns(rq, sw, pw, 1, W, Wq)
                 _fill_zero(dst, d0, j0)
                 _copy_strided(dst, d0 + j0, src, h * W + j0 * sw + off, sw, j1 - j0)
                 _fill_zero(dst, d0 + j1, Wq - j1)
@@ -184,7 +184,7 @@ def col2im(col, x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
         _fill_zero(dst, 0, H * W)                         # pixels no window reached stay 0
         for h in range(min(H, Hp - ph)):
             for rq in range(sw):
-                off, j0, j1 = _valid_columns(rq, sw, pw, 1, W, Wq)
+                off, j0, j1 = valid_columns(rq, sw, pw, 1, W, Wq)
                 _add_strided(dst, h * W + j0 * sw + off, sw, src, ((h + ph) * sw + rq) * Wq + j0,
                              j1 - j0)
 
