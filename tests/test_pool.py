@@ -151,20 +151,26 @@ def test_max_pool_non_contiguous_input():
 # ----------------------------------------------------------------------------
 # average pooling
 # ----------------------------------------------------------------------------
-@given(case=pool_cases(), count_include_pad=st.booleans(), dtype=st.sampled_from(DTYPES))
+@given(case=pool_cases(), count_include_pad=st.booleans(), dtype=st.sampled_from(DTYPES),
+       serial_below=st.sampled_from([0, pool.SERIAL_BELOW]))
 @settings(max_examples=50, deadline=None)
-def test_avg_pool_matches_naive(case, count_include_pad, dtype):
+def test_avg_pool_matches_naive(case, count_include_pad, dtype, serial_below):
+    """Both the parallel kernels (serial_below=0) and their one-thread copies."""
     shape, k, s, p, ceil_mode = case
     rng = np.random.default_rng(2)
     x = minidl.Tensor(rng.standard_normal(shape).astype(dtype), requires_grad=True)
     geometry = pool._geometry("t", x, k, s, p, ceil_mode)
-    y = F.avg_pool2d(x, k, s, p, ceil_mode, count_include_pad)
+    default, pool.SERIAL_BELOW = pool.SERIAL_BELOW, serial_below
+    try:
+        y = F.avg_pool2d(x, k, s, p, ceil_mode, count_include_pad)
+        gy = rng.standard_normal(y.shape).astype(dtype)
+        y.backward(gy)
+    finally:
+        pool.SERIAL_BELOW = default
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
     assert y.dtype == dtype
     np.testing.assert_allclose(y.data, pool.avg_pool2d_naive(
         x.data, *geometry, count_include_pad), **tol)
-    gy = rng.standard_normal(y.shape).astype(dtype)
-    y.backward(gy)
     np.testing.assert_allclose(x.grad.data, pool.avg_pool2d_backward_naive(
         gy, *geometry[:6], *shape[2:], count_include_pad), **tol)
 
