@@ -48,13 +48,17 @@ def im2col_naive(x, geo):
 # ----------------------------------------------------------------------------
 # fast CPU loops (Numba); their CUDA twins are kernels/conv.cu, same names
 # ----------------------------------------------------------------------------
-@njit(inline="always")
-def valid_columns(q, sw, pw, dw, W, OW):
-    """off, j0, j1: input column j*sw + off for output column j (off = q*dw - pw),
-    and [j0, j1) the output columns j for which it lies inside [0, W)."""
-    off = q * dw - pw
-    j0 = min(OW, max(0, (sw - 1 - off) // sw))          # first j with j*sw + off >= 0
-    j1 = max(j0, min(OW, (W - off + sw - 1) // sw))     # first j with j*sw + off >= W
+@njit
+def column_runs(count, sw, pw, W, OW):
+    """off, j0, j1 (count,) each, for q < count: output column j reads input
+    column j*sw + off[q] (off[q] = q - pw), which lies inside [0, W) exactly
+    for j0[q] <= j < j1[q]. Computed once per call, outside the copy loops
+    (im2col's phase planes, col2im, the average pooling)."""
+    off, j0, j1 = np.empty(count, np.int64), np.empty(count, np.int64), np.empty(count, np.int64)
+    for q in range(count):
+        off[q] = q - pw
+        j0[q] = min(OW, max(0, (sw - 1 - off[q]) // sw))        # first j with j*sw + off >= 0
+        j1[q] = max(j0[q], min(OW, (W - off[q] + sw - 1) // sw))  # first j with j*sw + off >= W
     return off, j0, j1
 
 
@@ -117,6 +121,7 @@ def _to_phase_planes(x, ph, pw, Hp, sw, Wq):
     if sw == 1 and ph == 0 and pw == 0 and Hp == H and Wq == W:
         return planes
     out = np.empty((N * C, Hp * sw * Wq), dtype=x.dtype)  # (N*C, Hp*sw*Wq)
+    off, j0, j1 = column_runs(sw, sw, pw, W, Wq)          # sub-row rq: columns jj*sw + rq
     for nc in range(N * C):
         src, dst = planes[nc], out[nc]
         for hp in range(Hp):
@@ -124,12 +129,12 @@ def _to_phase_planes(x, ph, pw, Hp, sw, Wq):
             if h < 0 or h >= H:
                 _fill_zero(dst, hp * sw * Wq, sw * Wq)
                 continue
-            for rq in range(sw):                          # sub-row rq: columns jj*sw + rq
+            for rq in range(sw):
                 d0 = (hp * sw + rq) * Wq
-                off, j0, j1 = valid_columns(rq, sw, pw, 1, W, Wq)
-                _fill_zero(dst, d0, j0)
-                _copy_strided(dst, d0 + j0, src, h * W + j0 * sw + off, sw, j1 - j0)
-                _fill_zero(dst, d0 + j1, Wq - j1)
+                _fill_zero(dst, d0, j0[rq])
+                _copy_strided(dst, d0 + j0[rq], src, h * W + j0[rq] * sw + off[rq], sw,
+                              j1[rq] - j0[rq])
+                _fill_zero(dst, d0 + j1[rq], Wq - j1[rq])
     return out
 
 
@@ -179,14 +184,14 @@ def col2im(col, x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
                 _add_strided(dst, hp * sw * Wq + start, 1, src, n * L + i * OW, OW)
     if direct:
         return
+    off, j0, j1 = column_runs(sw, sw, pw, W, Wq)
     for nc in range(N * C):                               # pixel (h, w) <- (h + ph, w + pw)
         dst, src = planes[nc], acc[nc]
         _fill_zero(dst, 0, H * W)                         # pixels no window reached stay 0
         for h in range(min(H, Hp - ph)):
             for rq in range(sw):
-                off, j0, j1 = valid_columns(rq, sw, pw, 1, W, Wq)
-                _add_strided(dst, h * W + j0 * sw + off, sw, src, ((h + ph) * sw + rq) * Wq + j0,
-                             j1 - j0)
+                _add_strided(dst, h * W + j0[rq] * sw + off[rq], sw, src,
+                             ((h + ph) * sw + rq) * Wq + j0[rq], j1[rq] - j0[rq])
 
 
 # ----------------------------------------------------------------------------

@@ -34,7 +34,7 @@ import numpy as np
 from .. import cuda
 from ..backend import get_array_module
 from ..jit import njit, prange
-from .im2col import valid_columns
+from .im2col import column_runs
 from .args import pair
 from ..tensor import Function, Tensor
 
@@ -282,16 +282,6 @@ def window_length(o, s, p, k, n, count_include_pad):
 
 
 @njit
-def _column_runs(kw, sw, pw, W, OW):
-    """off, j0, j1 (kw,) each: kernel column q reads input column ow*sw + off[q]
-    for the output columns j0[q] <= ow < j1[q] (the others fall in the padding)."""
-    off, j0, j1 = np.empty(kw, np.int64), np.empty(kw, np.int64), np.empty(kw, np.int64)
-    for q in range(kw):
-        off[q], j0[q], j1[q] = valid_columns(q, sw, pw, 1, W, OW)
-    return off, j0, j1
-
-
-@njit
 def _column_lengths(OW, sw, pw, kw, W, count_include_pad, dtype):
     """(OW,) window_length of every output column, as ``dtype``."""
     out = np.empty(OW, dtype)
@@ -310,7 +300,7 @@ def avg_pool_forward(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
     (over h, then w, as the CUDA twin)."""
     P, H, W = x.shape
     OH, OW = y.shape[1], y.shape[2]
-    off, j0, j1 = _column_runs(kw, sw, pw, W, OW)                     # (kw,) each
+    off, j0, j1 = column_runs(kw, sw, pw, W, OW)                     # (kw,) each
     col_len = _column_lengths(OW, sw, pw, kw, W, count_include_pad, x.dtype)  # (OW,)
     for p in prange(P):
         for oh in range(OH):
@@ -332,7 +322,7 @@ def avg_pool_backward(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad):
     """gy (P, OH, OW) -> gx (P, H, W): each window's real pixels get gy / divisor."""
     P, H, W = gx.shape
     OH, OW = gy.shape[1], gy.shape[2]
-    off, j0, j1 = _column_runs(kw, sw, pw, W, OW)
+    off, j0, j1 = column_runs(kw, sw, pw, W, OW)
     col_len = _column_lengths(OW, sw, pw, kw, W, count_include_pad, gx.dtype)
     for p in prange(P):
         gx[p] = 0
