@@ -366,6 +366,32 @@ def test_columns_are_not_kept_under_no_grad_or_when_chunked(monkeypatch):
     np.testing.assert_allclose(w.grad.data, gw, rtol=1e-10, atol=1e-10)
 
 
+@given(case=conv_cases(max_n=5), images_per_chunk=st.integers(1, 4), weight_grad=st.booleans())
+@settings(max_examples=40, deadline=None)
+def test_any_chunking_matches_naive_backward(case, images_per_chunk, weight_grad):
+    """Chunks of 1-4 images (one GEMM each, images side by side), columns kept
+    (one chunk, grad w needed) or recomputed: always the loops' gradients."""
+    _, geo = naive(case)
+    per_image = case["x"].shape[1] * geo.kh * geo.kw * geo.OH * geo.OW * 8    # float64 columns
+    default, conv.COL_CHUNK_BYTES = conv.COL_CHUNK_BYTES, images_per_chunk * per_image
+    try:
+        x = minidl.Tensor(case["x"], requires_grad=True)
+        w = minidl.Tensor(case["weight"], requires_grad=weight_grad)
+        b = None if case["bias"] is None else minidl.Tensor(case["bias"], requires_grad=True)
+        y = F.conv2d(x, w, b, **settings_of(case))
+        gy = randn(y.shape, seed=9)
+        y.backward(gy)
+    finally:
+        conv.COL_CHUNK_BYTES = default
+    gx, gw, gb = conv.conv2d_naive_backward(case["x"], case["weight"], gy, geo, case["groups"])
+    np.testing.assert_allclose(y.data, naive(case)[0], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(x.grad.data, gx, rtol=1e-10, atol=1e-10)
+    if weight_grad:
+        np.testing.assert_allclose(w.grad.data, gw, rtol=1e-10, atol=1e-10)
+    if b is not None:
+        np.testing.assert_allclose(b.grad.data, gb, rtol=1e-10, atol=1e-10)
+
+
 def test_workspace_shared_by_layers_is_not_corrupted():
     """Two convs of different sizes forward, then backward: each backward
     recomputes its own columns, whatever the other one left in the buffer."""
