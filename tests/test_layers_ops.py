@@ -249,3 +249,40 @@ def test_batch_norm_errors():
         batch_norm(t(np.ones((1, 3))), None, None, training=True)
     with pytest.raises(ValueError, match=r"\(N, C\).*\(5,\)"):
         batch_norm(t(np.ones(5)), None, None, training=True)
+
+
+class _NotNumPy:
+    """numpy under another name: makes batch_norm take its array-expression
+    path (the one CuPy arrays take) on NumPy arrays."""
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+@SETTINGS
+@given(shape=shapes, affine=st.booleans(), training=st.booleans(), seed=st.integers(0, 2**16))
+def test_batch_norm_cpu_kernels_equal_the_array_expressions(shape, affine, training, seed):
+    """The Numba kernels (NumPy arrays) and the array expressions (CuPy's path)
+    give the same outputs and gradients."""
+    from minidl.ops import layers
+    rng = np.random.default_rng(seed)
+    c = shape[1]
+    x, gy = rng.standard_normal(shape) * 2 + 1, rng.standard_normal(shape)
+    w, b = (rng.standard_normal(c), rng.standard_normal(c)) if affine else (None, None)
+
+    def run():
+        leaves = [t(a, True) for a in (x, w, b) if a is not None]
+        rm, rv = t(np.zeros(c)), t(np.ones(c) * 1.5)
+        y = batch_norm(leaves[0], rm, rv, *(leaves[1:] if affine else (None, None)),
+                       training=training, momentum=0.3, eps=1e-3)
+        y.backward(gy)
+        return [y.data, rm.data, rv.data] + [leaf.grad.data for leaf in leaves]
+
+    kernels = run()
+    real = layers.get_array_module
+    layers.get_array_module = lambda a: _NotNumPy()
+    try:
+        expressions = run()
+    finally:
+        layers.get_array_module = real
+    for got, want in zip(kernels, expressions):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
