@@ -94,6 +94,7 @@ def _add_strided(dst, d0, step, src, s0, n):
 # (AlexNet conv1), 0.36 vs 0.45 (Inception 5x5), 0.39 vs 0.53 (LeNet conv2);
 # col2im 0.26 vs 0.61 (Inception), 0.34 vs 0.90 (LeNet). Waking Numba's
 # thread pool costs more than these short loops.
+#
 # Both loops work on the images padded and split by column phase: padded
 # column w of a row goes to sub-row w % sw, place w // sw. Then every output
 # row of every window, i.e. x[n, c, i*sh - ph + p*dh, j*sw - pw + q*dw] for
