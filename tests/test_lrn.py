@@ -13,6 +13,12 @@ import minidl.nn.functional as F
 from minidl.ops import lrn
 
 DTYPES = [np.float32, np.float64]
+# the drawn arguments of a case (shape, size, alpha, beta, k, dtype), shared with
+# test_lrn_cuda.py; beta = 0.75 takes the square-root path, other betas pow
+LRN_CASE = dict(N=st.integers(1, 2), C=st.integers(1, 9), H=st.integers(1, 4),
+                W=st.integers(1, 4), size=st.integers(1, 10), alpha=st.floats(1e-4, 2.0),
+                beta=st.just(0.75) | st.floats(0.25, 1.5), k=st.floats(0.5, 3.0),
+                dtype=st.sampled_from(DTYPES))
 
 
 def test_window_centring():
@@ -49,9 +55,7 @@ def test_torch_alpha_conversion():
     np.testing.assert_allclose(y, x / (k + torch_alpha * mean_sq) ** beta, rtol=1e-13)
 
 
-@given(N=st.integers(1, 2), C=st.integers(1, 9), H=st.integers(1, 4), W=st.integers(1, 4),
-       size=st.integers(1, 10), alpha=st.floats(1e-4, 2.0), beta=st.just(0.75) | st.floats(0.25, 1.5),
-       k=st.floats(0.5, 3.0), dtype=st.sampled_from(DTYPES))
+@given(**LRN_CASE)
 @settings(max_examples=50, deadline=None)
 def test_matches_naive(N, C, H, W, size, alpha, beta, k, dtype):
     """beta = 0.75 (AlexNet's, computed with square roots) and drawn betas (pow)."""

@@ -6,14 +6,14 @@ path within rounding; with a real GPU it runs through CuPy on device tensors.
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
 
 import minidl
 import minidl.nn.functional as F
 from minidl import cuda
 from minidl.backend import cuda_is_available
 
-DTYPES = [np.float32, np.float64]
+from test_lrn import DTYPES, LRN_CASE
 
 
 def forward_backward(x, gy, *args, device="cpu"):
@@ -29,9 +29,7 @@ def tolerance(dtype):
     return dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
 
 
-@given(N=st.integers(1, 2), C=st.integers(1, 9), H=st.integers(1, 4), W=st.integers(1, 4),
-       size=st.integers(1, 10), alpha=st.floats(1e-4, 2.0), beta=st.just(0.75) | st.floats(0.25, 1.5),
-       k=st.floats(0.5, 3.0), dtype=st.sampled_from(DTYPES))
+@given(**LRN_CASE)
 @settings(max_examples=40, deadline=None)
 def test_kernels_match_numba(N, C, H, W, size, alpha, beta, k, dtype):
     rng = np.random.default_rng(0)
