@@ -35,6 +35,7 @@ import math
 import numpy as np
 
 from . import backend
+from .jit import njit, prange
 from .tensor import Tensor, no_grad
 
 
@@ -206,6 +207,9 @@ class SGD(Optimizer):
 
     Note: this is PyTorch's form (lr multiplies the buffer at each step), not
     Sutskever's v = mu * v - lr * g; they agree while lr is constant.
+
+    On the CPU the update is one Numba sweep (``sgd_update``); CuPy arrays
+    take the array expressions (``_sgd_arrays``). Both give the same bits.
     """
 
     state_names = ("momentum_buffer",)
@@ -222,18 +226,67 @@ class SGD(Optimizer):
                                       nesterov=bool(nesterov)))
 
     def _update(self, w, g, state, group):
-        mu, wd = group["momentum"], group["weight_decay"]
-        if wd != 0:
-            g = g + wd * w
+        fused = (backend.get_array_module(w) is np and w.flags.c_contiguous
+                 and g.dtype == w.dtype)
+        (_sgd_fused if fused else _sgd_arrays)(w, g, state, group)
+
+
+def _sgd_arrays(w, g, state, group):
+    """SGD's update as array expressions (NumPy or CuPy): 5-7 sweeps."""
+    mu, wd = group["momentum"], group["weight_decay"]
+    if wd != 0:
+        g = g + wd * w
+    if mu != 0:
+        buf = state.get("momentum_buffer")
+        if buf is None:
+            buf = state["momentum_buffer"] = g.copy()
+        else:
+            buf *= mu
+            buf += (1 - group["dampening"]) * g
+        g = g + mu * buf if group["nesterov"] else buf
+    w -= group["lr"] * g
+
+
+def _sgd_fused(w, g, state, group):
+    """The same update as one Numba sweep (C-contiguous NumPy w, g of w's dtype)."""
+    mu = group["momentum"]
+    first = mu != 0 and "momentum_buffer" not in state
+    if first:
+        state["momentum_buffer"] = np.empty_like(w)
+    buf = state["momentum_buffer"] if mu != 0 else w[:0]     # untouched when mu == 0
+    kernel = sgd_update if w.size >= SERIAL_BELOW else _sgd_update_1t
+    scalar = w.dtype.type                  # computed in w's precision, as NumPy does
+    kernel(w.reshape(-1), np.ascontiguousarray(g).reshape(-1), buf.reshape(-1),
+           scalar(group["lr"]), scalar(mu), scalar(1 - group["dampening"]),
+           scalar(group["weight_decay"]), group["nesterov"], first)
+
+
+@njit(parallel=True)
+def sgd_update(w, g, buf, lr, mu, undamped, wd, nesterov, first):
+    """One SGD step on the flat arrays w, g, buf (buf unused if mu == 0), in place:
+
+        d = g[i] + wd w[i]
+        buf[i] = d (first step)   or   mu buf[i] + undamped d      (undamped = 1 - dampening)
+        w[i] -= lr (d + mu buf[i] if nesterov else buf[i])   (mu != 0;  lr d if mu == 0)
+
+    Each element is read and written once: the array expressions read w, g
+    and buf 5-7 times and make 3 temporaries, 120 ms of a 1.1 s ResNet-50
+    step (25.6 M parameters) against 30 ms fused (2 threads)."""
+    for i in prange(w.size):
+        d = g[i]
+        if wd != 0:                        # skipped, not 0 * w: w may hold an inf
+            d = d + wd * w[i]
         if mu != 0:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = g.copy()
-            else:
-                buf *= mu
-                buf += (1 - group["dampening"]) * g
-            g = g + mu * buf if group["nesterov"] else buf
-        w -= group["lr"] * g
+            b = d if first else mu * buf[i] + undamped * d
+            buf[i] = b
+            d = d + mu * b if nesterov else b
+        w[i] -= lr * d
+
+
+# Parameters under SERIAL_BELOW elements (biases, BatchNorm's, small layers)
+# take the same loop on one thread: waking the second costs more than it saves.
+SERIAL_BELOW = 2**16
+_sgd_update_1t = njit(sgd_update.py_func)
 
 
 # ----------------------------------------------------------------------------

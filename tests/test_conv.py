@@ -129,6 +129,7 @@ def test_gradients_match_naive_backward(dtype, case):
     tol = tolerance(dtype, case)
     tol["atol"] *= 4
     assert x.grad.dtype == w.grad.dtype == dtype
+    assert w.grad.data.flags.c_contiguous            # the optimizer's one-sweep update needs it
     np.testing.assert_allclose(x.grad.data, gx, **tol)
     np.testing.assert_allclose(w.grad.data, gw, **tol)
     if b is not None:

@@ -123,6 +123,42 @@ def test_adam_matches_reference(shape, steps, betas, wd, seed):
                                rtol=1e-12, atol=1e-14)
 
 
+@settings(max_examples=40, deadline=None)
+@given(size=st.sampled_from([1, 7, 100, optim.SERIAL_BELOW + 3]), steps=st.integers(1, 3),
+       mu=st.sampled_from([0.0, 0.9]), damp=st.sampled_from([0.0, 0.3]),
+       nesterov=st.booleans(), wd=st.sampled_from([0.0, 1e-2]),
+       dtype=st.sampled_from([np.float32, np.float64]), transposed=st.booleans(),
+       seed=st.integers(0, 10**6))
+def test_fused_sgd_equals_the_array_expressions(size, steps, mu, damp, nesterov, wd, dtype,
+                                                transposed, seed):
+    """The Numba sweep (CPU) and the array expressions (the CuPy path) give the
+    same bits, on one thread and on two (size >= SERIAL_BELOW), in float32 and
+    float64, with a gradient that is not C-contiguous too."""
+    nesterov = nesterov and mu > 0
+    damp = 0.0 if nesterov else damp
+    group = dict(lr=0.1, momentum=mu, dampening=damp, weight_decay=wd, nesterov=nesterov)
+    rng = np.random.default_rng(seed)
+    w_fused = rng.normal(size=(size, 2)).astype(dtype)
+    w_arrays, state_fused, state_arrays = w_fused.copy(), {}, {}
+    for _ in range(steps):
+        g = rng.normal(size=(2, size)).astype(dtype).T if transposed else \
+            rng.normal(size=(size, 2)).astype(dtype)
+        optim._sgd_fused(w_fused, g, state_fused, group)
+        optim._sgd_arrays(w_arrays, g, state_arrays, group)
+        np.testing.assert_array_equal(w_fused, w_arrays)
+    assert state_fused.keys() == state_arrays.keys()
+    if mu:
+        np.testing.assert_array_equal(state_fused["momentum_buffer"],
+                                      state_arrays["momentum_buffer"])
+
+
+def test_sgd_fused_sweep_keeps_inf_out_of_weight_decay():
+    """wd = 0 adds nothing (not 0 * inf = nan) to the gradient of an inf weight."""
+    p = minidl.Tensor(np.array([np.inf, 1.0]), requires_grad=True)
+    run(optim.SGD([p], lr=0.1, momentum=0.9), [p], [[[1.0, 1.0]]])
+    assert p.data[0] == np.inf and p.data[1] == pytest.approx(0.9)
+
+
 def test_float32_params_stay_float32_and_are_updated_in_place():
     p = minidl.Tensor(np.ones((2, 2), np.float32), requires_grad=True)
     data = p.data

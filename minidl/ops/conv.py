@@ -270,7 +270,10 @@ class Conv2d(Function):
                     gx[n0:n1] = gcol.reshape(C, nb, *x.shape[2:]).transpose(1, 0, 2, 3)
                 else:
                     _col2im(gcol.reshape(G * Kg, nb * L), gx[n0:n1], geo)
-        grads = (gx, None if gwT is None else gwT.transpose(0, 2, 1).reshape(w.shape))
+        # gw C-contiguous, like w: the optimizer then updates it in one sweep (a
+        # transposed view made ResNet-50's SGD step 9x slower: 112 vs 12.6 ms)
+        gw = None if gwT is None else xp.ascontiguousarray(gwT.transpose(0, 2, 1)).reshape(w.shape)
+        grads = (gx, gw)
         if self.has_bias:
             grads += (gy.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None,)
         return grads
