@@ -260,14 +260,18 @@ class Conv2d(Function):
         # GEMM on ResNet-50's 512x4608 3x3 weight. (gw must come out C-contiguous,
         # like w: the optimizer's one-sweep update needs it.)
         transposed = O // G < 128
-        gw = xp.zeros((G, Kg, O // G) if transposed else (G, O // G, Kg), w.dtype) if need_w else None
+        gw = None                                                 # the sum over the chunks
         for n0, n1 in self._chunks(x):
             nb = n1 - n0                                          # gY of the chunk: (G, O_g, nb*L),
             g = gy4[n0:n1].transpose(1, 2, 0, 3).reshape(G, O // G, nb * L)   # a copy if nb > 1
             if need_w:
                 col = self.kept if self.kept is not None else self._columns(x, n0, n1)
-                gw += xp.matmul(col, g.transpose(0, 2, 1)) if transposed else \
+                part = xp.matmul(col, g.transpose(0, 2, 1)) if transposed else \
                     xp.matmul(g, col.transpose(0, 2, 1))          # (G, K_g, O_g) or (G, O_g, K_g)
+                if gw is None:
+                    gw = part                                     # no zeros to add to
+                else:
+                    gw += part
             if need_x and self.plain_gemm and nb == 1:            # col2im is the identity
                 xp.matmul(wT, g, out=gx[n0].reshape(G, Kg, L))
             elif need_x:                                          # CPU: col's memory, reused
@@ -277,7 +281,9 @@ class Conv2d(Function):
                     gx[n0:n1] = gcol.reshape(C, nb, *x.shape[2:]).transpose(1, 0, 2, 3)
                 else:
                     _col2im(gcol.reshape(G * Kg, nb * L), gx[n0:n1], geo)
-        if need_w:
+        if need_w and gw is None:                                 # no images: N == 0
+            gw = xp.zeros_like(w)
+        elif need_w:
             gw = (xp.ascontiguousarray(gw.transpose(0, 2, 1)) if transposed else gw).reshape(w.shape)
         grads = (gx, gw)
         if self.has_bias:
