@@ -34,7 +34,7 @@ import numpy as np
 from .. import cuda
 from ..backend import get_array_module
 from ..jit import njit, prange
-from .im2col import column_runs
+from .im2col import _accumulate_strided, _add_strided, _fill_zero, column_runs
 from .args import pair
 from ..tensor import Function, Tensor
 
@@ -292,29 +292,33 @@ def _column_lengths(OW, sw, pw, kw, W, count_include_pad, dtype):
 
 # Both loops go row by row: for output row oh, each window row h and kernel
 # column q add a strided run of x into y's row. The inner loop over ow
-# vectorizes; one output at a time, it was 2x slower (LeNet's 64x6x28x28 2x2
-# pooling, forward). Column bounds and lengths are computed once per call.
+# vectorizes; one output at a time, it was 2x slower (LeNet's 64x6x28x28
+# 2x2 pooling, forward). Column bounds and lengths are computed once per
+# call. Each plane is indexed flat, through im2col's unsigned-index run
+# helpers: against 2-D row views, LeNet's pooling (one thread, best of 50)
+# went from 0.38 to 0.28 ms forward and from 0.43 to 0.31 ms backward.
 @njit(parallel=True)
 def avg_pool_forward(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
     """x (P, H, W) -> y (P, OH, OW) window means, summed in x's precision
     (over h, then w, as the CUDA twin)."""
     P, H, W = x.shape
     OH, OW = y.shape[1], y.shape[2]
+    xs, ys = x.reshape(P, H * W), y.reshape(P, OH * OW)              # flat planes
     off, j0, j1 = column_runs(kw, sw, pw, W, OW)                     # (kw,) each
     col_len = _column_lengths(OW, sw, pw, kw, W, count_include_pad, x.dtype)  # (OW,)
     for p in prange(P):
+        src, out = xs[p], ys[p]
         for oh in range(OH):
             h0 = oh * sh - ph
             row_len = window_length(oh, sh, ph, kh, H, count_include_pad)
-            out = y[p, oh]                                # (OW,) the window sums
-            out[:] = 0
+            o0 = oh * OW                                  # out[o0:o0 + OW]: the window sums
+            _fill_zero(out, o0, OW)
             for h in range(max(h0, 0), min(h0 + kh, H)):
-                src = x[p, h]                             # (W,)
-                for q in range(kw):
-                    for ow in range(j0[q], j1[q]):
-                        out[ow] += src[ow * sw + off[q]]
+                for q in range(kw):                       # out[o0 + ow] += x[p, h, ow*sw + off[q]]
+                    _accumulate_strided(out, o0 + j0[q], src, h * W + j0[q] * sw + off[q], sw,
+                                        j1[q] - j0[q])
             for ow in range(OW):
-                out[ow] /= row_len * col_len[ow]          # the divisor, exact in float
+                out[o0 + ow] /= row_len * col_len[ow]     # the divisor, exact in float
 
 
 @njit(parallel=True)
@@ -322,21 +326,21 @@ def avg_pool_backward(gy, gx, kh, kw, sh, sw, ph, pw, count_include_pad):
     """gy (P, OH, OW) -> gx (P, H, W): each window's real pixels get gy / divisor."""
     P, H, W = gx.shape
     OH, OW = gy.shape[1], gy.shape[2]
+    gys, gxs = gy.reshape(P, OH * OW), gx.reshape(P, H * W)          # flat planes
     off, j0, j1 = column_runs(kw, sw, pw, W, OW)
     col_len = _column_lengths(OW, sw, pw, kw, W, count_include_pad, gx.dtype)
     for p in prange(P):
-        gx[p] = 0
+        src, dst = gys[p], gxs[p]
+        _fill_zero(dst, 0, H * W)
         g = np.empty(OW, gx.dtype)                        # gy / divisor of one output row
         for oh in range(OH):
             h0 = oh * sh - ph
             row_len = window_length(oh, sh, ph, kh, H, count_include_pad)
             for ow in range(OW):
-                g[ow] = gy[p, oh, ow] / (row_len * col_len[ow])
+                g[ow] = src[oh * OW + ow] / (row_len * col_len[ow])
             for h in range(max(h0, 0), min(h0 + kh, H)):
-                dst = gx[p, h]                            # (W,)
-                for q in range(kw):
-                    for ow in range(j0[q], j1[q]):
-                        dst[ow * sw + off[q]] += g[ow]
+                for q in range(kw):                       # gx[p, h, ow*sw + off[q]] += g[ow]
+                    _add_strided(dst, h * W + j0[q] * sw + off[q], sw, g, j0[q], j1[q] - j0[q])
 
 
 # Inputs under SERIAL_BELOW elements run the same loops on one thread: waking
