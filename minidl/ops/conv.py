@@ -28,7 +28,7 @@ same way, gY (O, N*L), backward is two more GEMMs and the adjoint of im2col:
 
     gcol = w.reshape(O, K).T @ gY            gx = col2im(gcol)
     gw   = gY @ col.T                         gb = gy.sum over (n, i, j)
-    (computed as gw.T = col @ gY.T, which OpenBLAS runs faster)
+    (as gw.T = col @ gY.T when O_g < 128, which OpenBLAS runs faster there)
 
 Design choices, measured on the shared 2-core CPU (float32; how each figure
 was taken is said beside it):
