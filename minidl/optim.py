@@ -227,7 +227,7 @@ class SGD(Optimizer):
 
     def _update(self, w, g, state, group):
         fused = (backend.get_array_module(w) is np and w.flags.c_contiguous
-                 and g.dtype == w.dtype)
+                 and w.dtype in (np.float32, np.float64) and g.dtype == w.dtype)
         (_sgd_fused if fused else _sgd_arrays)(w, g, state, group)
 
 
@@ -248,7 +248,7 @@ def _sgd_arrays(w, g, state, group):
 
 
 def _sgd_fused(w, g, state, group):
-    """The same update as one Numba sweep (C-contiguous NumPy w, g of w's dtype)."""
+    """The same update as one Numba sweep (C-contiguous NumPy float32/64 w, g of w's dtype)."""
     mu = group["momentum"]
     first = mu != 0 and "momentum_buffer" not in state
     if first:

@@ -152,6 +152,20 @@ def test_fused_sgd_equals_the_array_expressions(size, steps, mu, damp, nesterov,
                                       state_arrays["momentum_buffer"])
 
 
+def test_sgd_float16_and_non_contiguous_params_take_the_array_path():
+    """Only C-contiguous float32/float64 NumPy parameters go to the Numba sweep;
+    the others still get the same update from the array expressions."""
+    half = minidl.Tensor(np.ones(3, np.float16), requires_grad=True)
+    strided = minidl.Tensor(np.ones((3, 4))[:, ::2], requires_grad=True)
+    assert not strided.data.flags.c_contiguous
+    run(optim.SGD([half, strided], lr=0.5, momentum=0.9), [half, strided],
+        [[np.ones(3), np.ones((3, 2))]] * 2)
+    # b_1 = 1, b_2 = 0.9 + 1: w = 1 - 0.5 (1 + 1.9) = -0.45
+    np.testing.assert_allclose(half.data, -0.45, rtol=1e-3)
+    np.testing.assert_allclose(strided.data, -0.45, rtol=1e-13)
+    assert half.dtype == np.float16
+
+
 def test_sgd_fused_sweep_keeps_inf_out_of_weight_decay():
     """wd = 0 adds nothing (not 0 * inf = nan) to the gradient of an inf weight."""
     p = minidl.Tensor(np.array([np.inf, 1.0]), requires_grad=True)
