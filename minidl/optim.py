@@ -35,7 +35,7 @@ import math
 import numpy as np
 
 from . import backend
-from .jit import njit, prange
+from .jit import njit
 from .tensor import Tensor, no_grad
 
 
@@ -254,14 +254,13 @@ def _sgd_fused(w, g, state, group):
     if first:
         state["momentum_buffer"] = np.empty_like(w)
     buf = state["momentum_buffer"] if mu != 0 else w[:0]     # untouched when mu == 0
-    kernel = sgd_update if w.size >= SERIAL_BELOW else _sgd_update_1t
     scalar = w.dtype.type                  # computed in w's precision, as NumPy does
-    kernel(w.reshape(-1), np.ascontiguousarray(g).reshape(-1), buf.reshape(-1),
-           scalar(group["lr"]), scalar(mu), scalar(1 - group["dampening"]),
-           scalar(group["weight_decay"]), group["nesterov"], first)
+    sgd_update(w.reshape(-1), np.ascontiguousarray(g).reshape(-1), buf.reshape(-1),
+               scalar(group["lr"]), scalar(mu), scalar(1 - group["dampening"]),
+               scalar(group["weight_decay"]), group["nesterov"], first)
 
 
-@njit(parallel=True)
+@njit
 def sgd_update(w, g, buf, lr, mu, undamped, wd, nesterov, first):
     """One SGD step on the flat arrays w, g, buf (buf unused if mu == 0), in place:
 
@@ -269,10 +268,11 @@ def sgd_update(w, g, buf, lr, mu, undamped, wd, nesterov, first):
         buf[i] = d (first step)   or   mu buf[i] + undamped d      (undamped = 1 - dampening)
         w[i] -= lr (d + mu buf[i] if nesterov else buf[i])   (mu != 0;  lr d if mu == 0)
 
-    Each element is read and written once: the array expressions read w, g
-    and buf 5-7 times and make 3 temporaries, 120 ms of a 1.1 s ResNet-50
-    step (25.6 M parameters) against 30 ms fused (2 threads)."""
-    for i in prange(w.size):
+    Each element is read and written once, where the array expressions read
+    w, g and buf 5-7 times and make 3 temporaries: on 25.6 M float32
+    parameters (ResNet-50's count) 67 ms for the expressions, 11 ms for this
+    loop. It is memory-bound: on two threads (prange) it took the same 11 ms."""
+    for i in range(w.size):
         d = g[i]
         if wd != 0:                        # skipped, not 0 * w: w may hold an inf
             d = d + wd * w[i]
@@ -281,12 +281,6 @@ def sgd_update(w, g, buf, lr, mu, undamped, wd, nesterov, first):
             buf[i] = b
             d = d + mu * b if nesterov else b
         w[i] -= lr * d
-
-
-# Parameters under SERIAL_BELOW elements (biases, BatchNorm's, small layers)
-# take the same loop on one thread: waking the second costs more than it saves.
-SERIAL_BELOW = 2**16
-_sgd_update_1t = njit(sgd_update.py_func)
 
 
 # ----------------------------------------------------------------------------
