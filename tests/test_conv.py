@@ -367,14 +367,17 @@ def test_columns_are_not_kept_under_no_grad_or_when_chunked(monkeypatch):
     np.testing.assert_allclose(w.grad.data, gw, rtol=1e-10, atol=1e-10)
 
 
-@given(case=conv_cases(max_n=5), images_per_chunk=st.integers(1, 4), weight_grad=st.booleans())
+@given(case=conv_cases(max_n=5), images_per_chunk=st.integers(1, 4), weight_grad=st.booleans(),
+       gw_transposed=st.booleans())
 @settings(max_examples=40, deadline=None)
-def test_any_chunking_matches_naive_backward(case, images_per_chunk, weight_grad):
+def test_any_chunking_matches_naive_backward(case, images_per_chunk, weight_grad, gw_transposed):
     """Chunks of 1-4 images (one GEMM each, images side by side), columns kept
-    (one chunk, grad w needed) or recomputed: always the loops' gradients."""
+    (one chunk, grad w needed) or recomputed, grad w as col @ gY.T or as
+    gY @ col.T: always the loops' gradients."""
     _, geo = naive(case)
     per_image = case["x"].shape[1] * geo.kh * geo.kw * geo.OH * geo.OW * 8    # float64 columns
     default, conv.COL_CHUNK_BYTES = conv.COL_CHUNK_BYTES, images_per_chunk * per_image
+    default_gw, conv.GW_TRANSPOSED_BELOW = conv.GW_TRANSPOSED_BELOW, 10**9 if gw_transposed else 1
     try:
         x = minidl.Tensor(case["x"], requires_grad=True)
         w = minidl.Tensor(case["weight"], requires_grad=weight_grad)
@@ -383,14 +386,30 @@ def test_any_chunking_matches_naive_backward(case, images_per_chunk, weight_grad
         gy = randn(y.shape, seed=9)
         y.backward(gy)
     finally:
-        conv.COL_CHUNK_BYTES = default
+        conv.COL_CHUNK_BYTES, conv.GW_TRANSPOSED_BELOW = default, default_gw
     gx, gw, gb = conv.conv2d_naive_backward(case["x"], case["weight"], gy, geo, case["groups"])
     np.testing.assert_allclose(y.data, naive(case)[0], rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(x.grad.data, gx, rtol=1e-10, atol=1e-10)
     if weight_grad:
+        assert w.grad.data.flags.c_contiguous
         np.testing.assert_allclose(w.grad.data, gw, rtol=1e-10, atol=1e-10)
     if b is not None:
         np.testing.assert_allclose(b.grad.data, gb, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("out_channels", [conv.GW_TRANSPOSED_BELOW - 1, conv.GW_TRANSPOSED_BELOW])
+def test_grad_w_on_both_sides_of_the_orientation_threshold(out_channels):
+    """Both grad w products, at the real threshold, against the loops."""
+    x = minidl.Tensor(randn((2, 2, 4, 4), seed=1), requires_grad=True)
+    w = minidl.Tensor(randn((out_channels, 2, 3, 3), seed=2), requires_grad=True)
+    y = F.conv2d(x, w, padding=1)
+    gy = randn(y.shape, seed=3)
+    y.backward(gy)
+    geo = conv.conv_geometry(x.shape, w.shape, padding=1)
+    gx, gw, _ = conv.conv2d_naive_backward(x.data, w.data, gy, geo, 1)
+    assert w.grad.data.flags.c_contiguous
+    np.testing.assert_allclose(w.grad.data, gw, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(x.grad.data, gx, rtol=1e-10, atol=1e-10)
 
 
 def test_workspace_shared_by_layers_is_not_corrupted():

@@ -86,6 +86,9 @@ COL_BUFFER_BYTES = 256 * 2**20   # the same on the GPU: a bound on memory only
 # by side for one GEMM pays: grad w as one GEMM was 3.1x faster on ResNet-50's
 # 7x7 stage (L = 49), and slower from L = 196 up.
 SHORT_OUTPUT = 128
+# grad w is computed transposed, col @ gY.T, below this many output channels
+# per group, and as gY @ col.T from it on (the reasons: Conv2d.backward).
+GW_TRANSPOSED_BELOW = 128
 
 # kernel size, stride, padding on each side, dilation and output size of one conv2d call
 Geometry = namedtuple("Geometry", "kh kw sh sw pad_top pad_bottom pad_left pad_right dh dw OH OW")
@@ -259,7 +262,7 @@ class Conv2d(Function):
         # transposing gw.T back costs more than the product: 11 ms after a 4.7 ms
         # GEMM on ResNet-50's 512x4608 3x3 weight. (gw must come out C-contiguous,
         # like w: the optimizer's one-sweep update needs it.)
-        transposed = O // G < 128
+        transposed = O // G < GW_TRANSPOSED_BELOW
         gw = None                                                 # the sum over the chunks
         for n0, n1 in self._chunks(x):
             nb = n1 - n0                                          # gY of the chunk: (G, O_g, nb*L),
