@@ -253,9 +253,10 @@ def _sgd_fused(w, g, state, group):
     first = mu != 0 and "momentum_buffer" not in state
     if first:
         state["momentum_buffer"] = np.empty_like(w)
-    buf = state["momentum_buffer"] if mu != 0 else w[:0]     # untouched when mu == 0
+    flat = w.reshape(-1)                                      # a view: w is C-contiguous
+    buf = state["momentum_buffer"].reshape(-1) if mu != 0 else flat[:0]   # unused if mu == 0
     scalar = w.dtype.type                  # computed in w's precision, as NumPy does
-    sgd_update(w.reshape(-1), np.ascontiguousarray(g).reshape(-1), buf.reshape(-1),
+    sgd_update(flat, np.ascontiguousarray(g).reshape(-1), buf,
                scalar(group["lr"]), scalar(mu), scalar(1 - group["dampening"]),
                scalar(group["weight_decay"]), group["nesterov"], first)
 

@@ -166,6 +166,16 @@ def test_sgd_float16_and_non_contiguous_params_take_the_array_path():
     assert half.dtype == np.float16
 
 
+@pytest.mark.parametrize("mu", [0.0, 0.9])
+@pytest.mark.parametrize("shape", [(), (0, 3)])
+def test_sgd_scalar_and_empty_params(shape, mu):
+    p = minidl.Tensor(np.full(shape, 2.0, np.float32), requires_grad=True)
+    run(optim.SGD([p], lr=0.5, momentum=mu), [p], [[np.ones(shape)]] * 2)
+    # b_1 = 1, b_2 = mu + 1: w = 2 - 0.5 (1 + (mu + 1))  (mu = 0: 2 - 0.5 * 2)
+    np.testing.assert_allclose(p.data, np.full(shape, 2 - 0.5 * (2 + mu)), rtol=1e-6)
+    assert p.shape == shape
+
+
 def test_sgd_fused_sweep_keeps_inf_out_of_weight_decay():
     """wd = 0 adds nothing (not 0 * inf = nan) to the gradient of an inf weight."""
     p = minidl.Tensor(np.array([np.inf, 1.0]), requires_grad=True)
