@@ -227,7 +227,8 @@ class SGD(Optimizer):
 
     def _update(self, w, g, state, group):
         fused = (backend.get_array_module(w) is np and w.flags.c_contiguous
-                 and w.dtype in (np.float32, np.float64) and g.dtype == w.dtype)
+                 and w.flags.writeable and w.dtype in (np.float32, np.float64)
+                 and g.dtype == w.dtype)
         (_sgd_fused if fused else _sgd_arrays)(w, g, state, group)
 
 
