@@ -22,18 +22,19 @@ time of this process does not count the others' jobs and repeats within a
 few % -- those are the figures to compare:
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/conv_timing.py --cpu-time
-    SGEMM peak (2048^3 float32 matmul): 102 GFLOP/s
+    SGEMM peak (2048^3 float32 matmul): 103 GFLOP/s
     case              fwd+bwd ms   median  GFLOP/s  % peak  im2col+col2im
-    LeNet conv2              2.1      2.3       43     42%            27%
-    AlexNet conv1           65.9     68.5       77     75%            11%
-    VGG conv3_1            483.3    497.0       92     90%             6%
-    ResNet 1x1              31.5     31.9       78     77%             0%
-    ResNet 3x3              76.5     80.0       73     71%            14%
-    Inception 5x5            7.5      7.6       65     63%            17%
+    LeNet conv2              1.9      2.0       49     48%            25%
+    AlexNet conv1           58.1     58.3       87     84%             9%
+    VGG conv3_1            463.0    464.8       96     93%             4%
+    ResNet 1x1              30.2     30.4       82     79%             0%
+    ResNet 3x3              64.1     65.8       87     84%             9%
+    Inception 5x5            6.7      6.8       72     70%            16%
 
 (Before the cache-sized chunks, the batched GEMM and the phase-plane
 im2col/col2im of ops/im2col.py, the same command gave LeNet conv2 2.5 ms and
-45%, AlexNet conv1 76.4 ms and 23%, ResNet 3x3 81.7 ms, Inception 5x5 9.0 ms.)
+45%, AlexNet conv1 76.4 ms and 23%, ResNet 3x3 81.7 ms, Inception 5x5 9.0 ms;
+RESULTS.md has both tables.)
 
 Two threads, wall clock: the figures of `python benchmarks/run.py`, in
 benchmarks/RESULTS.md (several runs, with their spread).
