@@ -36,8 +36,10 @@ def int_or_pair(low, high):
 
 
 @st.composite
-def conv_cases(draw, max_n=2):
-    """Keyword arguments of conv2d with shapes and settings that fit together."""
+def conv_cases(draw, max_n=2, wide=False):
+    """Keyword arguments of conv2d with shapes and settings that fit together
+    (wide: inputs up to 40 columns wider than the kernel's span, so that
+    output rows fall on both sides of im2col's SHORT_ROW)."""
     groups = draw(st.integers(1, 3))
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     dilation, stride = draw(int_or_pair(1, 2)), draw(int_or_pair(1, 3))
@@ -52,7 +54,7 @@ def conv_cases(draw, max_n=2):
         padding, pad_h, pad_w = "valid", 0, 0
     span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     H = draw(st.integers(max(1, span_h - pad_h), span_h - pad_h + 5))
-    W = draw(st.integers(max(1, span_w - pad_w), span_w - pad_w + 5))
+    W = draw(st.integers(max(1, span_w - pad_w), span_w - pad_w + (40 if wide else 5)))
     N, Cg, Og = draw(st.integers(1, max_n)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
     seed = draw(st.integers(0, 2**16))
     return dict(x=randn((N, Cg * groups, H, W), seed=seed),
@@ -259,12 +261,27 @@ def test_valid_is_no_padding():
 # ----------------------------------------------------------------------------
 # im2col and col2im
 # ----------------------------------------------------------------------------
-@given(case=conv_cases())
-@settings(max_examples=40, deadline=None)
+@given(case=conv_cases(wide=True))
+@settings(max_examples=60, deadline=None)
 def test_im2col_matches_definition(case):
-    _, geo = naive(case)
+    geo = conv.conv_geometry(case["x"].shape, case["weight"].shape, case["stride"],
+                             case["padding"], case["dilation"], case["groups"])
     x = case["x"].astype(np.float32)
     col = np.full((x.shape[1] * geo.kh * geo.kw, x.shape[0] * geo.OH * geo.OW), np.nan, np.float32)
+    cols.im2col(x, col, *cols.im2col_args(geo))
+    np.testing.assert_array_equal(col, cols.im2col_naive(x, geo))
+
+
+@pytest.mark.parametrize("width", [cols.SHORT_ROW + 2, cols.SHORT_ROW + 3],
+                         ids=["OW = SHORT_ROW: rows reused", "OW > SHORT_ROW: rows copied"])
+@pytest.mark.parametrize("dilation", [1, 2, 5])
+def test_im2col_on_each_side_of_short_row(width, dilation):
+    """A 3x3 kernel at stride 1 (OW = width - 2 without dilation): kernel
+    rows 1 and 2 reuse row 0's copies when OW <= SHORT_ROW, and not beyond;
+    dilation 5 leaves no row to reuse (dh >= OH = 1)."""
+    x = randn((2, 3, 2 * dilation + 1 if dilation == 5 else 9, width))
+    geo = conv.conv_geometry(x.shape, (1, 3, 3, 3), dilation=(dilation, 1))
+    col = np.full((27, 2 * geo.OH * geo.OW), np.nan)
     cols.im2col(x, col, *cols.im2col_args(geo))
     np.testing.assert_array_equal(col, cols.im2col_naive(x, geo))
 
