@@ -346,29 +346,20 @@ def test_chunked_equals_unchunked(monkeypatch, kwargs):
 
 
 @pytest.mark.parametrize("weight_grad", [True, False])
-@pytest.mark.parametrize("images_per_chunk", [3, 1])
-def test_small_columns_are_kept_for_grad_w(monkeypatch, weight_grad, images_per_chunk):
-    """Columns under KEEP_COLUMNS_BYTES and grad w needed: im2col runs once
-    per chunk, in forward, and backward (also a second one, with
-    retain_graph) gets the naive gradients, with one chunk or three. Without
-    grad w nothing is kept."""
+def test_small_columns_are_kept_for_grad_w(monkeypatch, weight_grad):
+    """One chunk of columns and grad w needed: im2col runs once, in forward,
+    and backward (also a second one, with retain_graph) gets the naive
+    gradients. Without grad w nothing is kept."""
     calls = []
     real_im2col = conv._im2col
     monkeypatch.setattr(conv, "_im2col", lambda *a: calls.append(1) or real_im2col(*a))
     x, w = randn((3, 4, 7, 6)), randn((6, 2, 3, 3), seed=1)
-    geo = conv.conv_geometry(x.shape, w.shape, stride=(1, 2), padding=1, groups=2)
-    per_image = 4 * 3 * 3 * geo.OH * geo.OW * x.itemsize
-    monkeypatch.setattr(conv, "COL_CHUNK_BYTES", images_per_chunk * per_image)
-    monkeypatch.setattr(conv, "KEEP_COLUMNS_BYTES", 3 * per_image)
     xt, wt = minidl.Tensor(x, requires_grad=True), minidl.Tensor(w, requires_grad=weight_grad)
     y = F.conv2d(xt, wt, stride=(1, 2), padding=1, groups=2)
     assert (y.creator.kept is not None) == weight_grad
-    chunks = 3 // images_per_chunk
-    if weight_grad:
-        assert len(y.creator.kept) == chunks
     gy = randn(y.shape, seed=2)
     y.backward(gy, retain_graph=True)
-    assert len(calls) == chunks                          # forward only: backward reuses or needs none
+    assert len(calls) == 1                               # forward only: backward reuses or needs none
     geo = conv.conv_geometry(x.shape, w.shape, stride=(1, 2), padding=1, groups=2)
     gx, gw, _ = conv.conv2d_naive_backward(x, w, gy, geo, 2)
     np.testing.assert_allclose(xt.grad.data, gx, rtol=1e-10, atol=1e-10)
@@ -376,17 +367,15 @@ def test_small_columns_are_kept_for_grad_w(monkeypatch, weight_grad, images_per_
         np.testing.assert_allclose(wt.grad.data, gw, rtol=1e-10, atol=1e-10)
         y.backward(gy)                                   # the kept columns serve again
         np.testing.assert_allclose(wt.grad.data, 2 * gw, rtol=1e-10, atol=1e-10)
-        assert len(calls) == chunks
+        assert len(calls) == 1
 
 
-def test_columns_are_not_kept_under_no_grad_or_when_larger_than_the_bound(monkeypatch):
+def test_columns_are_not_kept_under_no_grad_or_when_chunked(monkeypatch):
     x, w = minidl.Tensor(randn((3, 2, 6, 6)), requires_grad=True), \
         minidl.Tensor(randn((4, 2, 3, 3), seed=1), requires_grad=True)
     with minidl.no_grad():
         assert F.conv2d(x, w).creator is None
-    per_image = 2 * 3 * 3 * 4 * 4 * 8                          # C*kh*kw*OH*OW*itemsize
     monkeypatch.setattr(conv, "COL_CHUNK_BYTES", 1)          # one image per chunk
-    monkeypatch.setattr(conv, "KEEP_COLUMNS_BYTES", 3 * per_image - 1)
     y = F.conv2d(x, w)
     assert y.creator.kept is None
     y.backward(np.ones(y.shape))
@@ -396,17 +385,15 @@ def test_columns_are_not_kept_under_no_grad_or_when_larger_than_the_bound(monkey
 
 
 @given(case=conv_cases(max_n=5), images_per_chunk=st.integers(1, 4), weight_grad=st.booleans(),
-       gw_transposed=st.booleans(), keep_images=st.integers(0, 5))
+       gw_transposed=st.booleans())
 @settings(max_examples=40, deadline=None)
-def test_any_chunking_matches_naive_backward(case, images_per_chunk, weight_grad, gw_transposed,
-                                             keep_images):
+def test_any_chunking_matches_naive_backward(case, images_per_chunk, weight_grad, gw_transposed):
     """Chunks of 1-4 images (one GEMM each, images side by side), columns kept
-    (grad w needed and under the bound) or recomputed, grad w as col @ gY.T
-    or as gY @ col.T: always the loops' gradients."""
+    (one chunk, grad w needed) or recomputed, grad w as col @ gY.T or as
+    gY @ col.T: always the loops' gradients."""
     _, geo = naive(case)
     per_image = case["x"].shape[1] * geo.kh * geo.kw * geo.OH * geo.OW * 8    # float64 columns
     default, conv.COL_CHUNK_BYTES = conv.COL_CHUNK_BYTES, images_per_chunk * per_image
-    default_keep, conv.KEEP_COLUMNS_BYTES = conv.KEEP_COLUMNS_BYTES, keep_images * per_image
     default_gw, conv.GW_TRANSPOSED_BELOW = conv.GW_TRANSPOSED_BELOW, 10**9 if gw_transposed else 1
     try:
         x = minidl.Tensor(case["x"], requires_grad=True)
@@ -417,7 +404,6 @@ def test_any_chunking_matches_naive_backward(case, images_per_chunk, weight_grad
         y.backward(gy)
     finally:
         conv.COL_CHUNK_BYTES, conv.GW_TRANSPOSED_BELOW = default, default_gw
-        conv.KEEP_COLUMNS_BYTES = default_keep
     gx, gw, gb = conv.conv2d_naive_backward(case["x"], case["weight"], gy, geo, case["groups"])
     np.testing.assert_allclose(y.data, naive(case)[0], rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(x.grad.data, gx, rtol=1e-10, atol=1e-10)

@@ -37,18 +37,11 @@ was taken is said beside it):
   layer until its backward (all of VGG-16 at batch 8: 2.6 GB; VGG conv3_1
   alone: 115 MB), which no chunking could bound; recomputing costs one more
   im2col, 1-7% of forward+backward on the large layers. When the whole
-  batch's columns take at most KEEP_COLUMNS_BYTES (16 MiB) and grad w will
-  be needed, forward keeps each chunk's columns in an array of its own, so
-  a layer holds at most 16 MiB more until its backward, which then runs
-  the chunks last first (the last one written is the likeliest still in
-  the cache: 1-3% faster on Inception 5x5, best of 10 x 20 interleaved
-  runs). On LeNet conv2 (3.7 MiB, one chunk) keeping made forward+backward
-  15% faster (1.76 vs 2.08 ms, best of 41 interleaved runs); Inception 5x5
-  (9.8 MiB, two chunks) took the same time (4.13-4.28 vs 4.26-4.33 ms) for
-  one im2col less, which moved its im2col share from 27% to 18%. Keeping
-  the 9.8 MiB as ONE chunk instead was 25% slower: the GEMM then reads
-  columns that no longer fit the cache. Training steps of GoogLeNet,
-  ResNet-50 and AlexNet (the benchmark's batches) did not change.
+  batch's columns fit in one chunk (at most COL_CHUNK_BYTES, 8 MiB) and
+  grad w will be needed, forward keeps them in an array of their own: on
+  LeNet conv2 (3.7 MiB of columns at batch 64) that made forward+backward
+  15% faster (1.76 vs 2.08 ms, best of 41 interleaved runs; 7.1 vs 8.0 ms
+  at batch 128), and ResNet-50's 7x7 conv neither gained nor lost.
 * On the CPU the column buffer is one cached workspace per thread, reused by
   every call: a fresh 100 MB array goes back to the OS after each call (glibc)
   and page-faults in again on the next. Reuse made forward+backward 1.08x
@@ -96,8 +89,6 @@ SHORT_OUTPUT = 128
 # grad w is computed transposed, col @ gY.T, below this many output channels
 # per group, and as gY @ col.T from it on (the reasons: Conv2d.backward).
 GW_TRANSPOSED_BELOW = 128
-# forward keeps its columns for grad w when the whole batch's take at most this
-KEEP_COLUMNS_BYTES = 16 * 2**20
 
 # kernel size, stride, padding on each side, dilation and output size of one conv2d call
 Geometry = namedtuple("Geometry", "kh kw sh sw pad_top pad_bottom pad_left pad_right dh dw OH OW")
@@ -194,7 +185,7 @@ def _col_buffer(xp, shape, dtype):
 class Conv2d(Function):
     """y = conv2d(x, w[, b]) by im2col + GEMM; the formula is in the module docstring.
     keep_columns: backward will need grad w, so keep small columns (see the
-    module docstring); ``kept`` is then the list of each chunk's columns."""
+    module docstring)."""
 
     def __init__(self, geo, groups, keep_columns=False):
         self.geo, self.groups, self.keep_columns = geo, groups, keep_columns
@@ -241,16 +232,11 @@ class Conv2d(Function):
         w3 = w.reshape(G, O // G, -1)                             # (G, O_g, K_g)
         y = xp.empty((N, O, OH, OW), dtype=x.dtype)
         chunks = self._chunks(x)
-        # small im2col columns: keep them for grad w instead of recomputing
-        K = x.shape[1] * self.geo.kh * self.geo.kw
-        col_bytes = N * K * OH * OW * x.itemsize                  # the batch's columns (K, N*L)
-        keep = self.keep_columns and col_bytes <= KEEP_COLUMNS_BYTES and not self.plain_gemm
-        kept = []
+        # one chunk of im2col columns: keep them for grad w instead of recomputing
+        keep = self.keep_columns and len(chunks) == 1 and not self.plain_gemm
         for n0, n1 in chunks:
             nb = n1 - n0
             col = self._columns(x, n0, n1, own=keep)              # (G, K_g, nb*L)
-            if keep:
-                kept.append(col)
             if nb == 1:                                           # already image n0's layout
                 xp.matmul(w3, col, out=y[n0].reshape(G, O // G, OH * OW))
             else:                                        # (G, O_g, nb*L) -> (nb, O, OH, OW)
@@ -258,7 +244,7 @@ class Conv2d(Function):
         if b is not None:
             y += b.reshape(1, O, 1, 1)                            # (N, O, OH, OW)
         self.x, self.w, self.has_bias = x, w, b is not None
-        self.kept = kept if keep else None
+        self.kept = col if keep else None
         return y
 
     def backward(self, gy):
@@ -278,14 +264,11 @@ class Conv2d(Function):
         # like w: the optimizer's one-sweep update needs it.)
         transposed = O // G < GW_TRANSPOSED_BELOW
         gw = None                                                 # the sum over the chunks
-        chunks = list(enumerate(self._chunks(x)))
-        if self.kept is not None:
-            chunks.reverse()                                      # last written, first read
-        for ci, (n0, n1) in chunks:
+        for n0, n1 in self._chunks(x):
             nb = n1 - n0                                          # gY of the chunk: (G, O_g, nb*L),
             g = gy4[n0:n1].transpose(1, 2, 0, 3).reshape(G, O // G, nb * L)   # a copy if nb > 1
             if need_w:
-                col = self.kept[ci] if self.kept is not None else self._columns(x, n0, n1)
+                col = self.kept if self.kept is not None else self._columns(x, n0, n1)
                 part = xp.matmul(col, g.transpose(0, 2, 1)) if transposed else \
                     xp.matmul(g, col.transpose(0, 2, 1))          # (G, K_g, O_g) or (G, O_g, K_g)
                 if gw is None:
