@@ -101,7 +101,10 @@ def _add_strided(dst, d0, step, src, s0, n):
 # bands of planes for col2im), on one chunk each: im2col 0.31 vs 0.36 ms
 # (AlexNet conv1), 0.36 vs 0.45 (Inception 5x5), 0.39 vs 0.53 (LeNet conv2);
 # col2im 0.26 vs 0.61 (Inception), 0.34 vs 0.90 (LeNet). Waking Numba's
-# thread pool costs more than these short loops.
+# thread pool costs more than these short loops: 26-85 us per parallel loop
+# with the workqueue layer (jit.py). OpenMP's starts one in 1.5 us, but its
+# threads then spin and take the cores from the next GEMM's BLAS threads
+# (LeNet conv2 forward+backward 1.3 -> 5.9 ms with parallel loops on it).
 #
 # Both loops work on the images padded and split by column phase: padded
 # column w of a row goes to sub-row w % sw, place w // sw. Then every output
