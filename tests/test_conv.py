@@ -384,6 +384,37 @@ def test_columns_are_not_kept_under_no_grad_or_when_chunked(monkeypatch):
     np.testing.assert_allclose(w.grad.data, gw, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("between", ["nothing", "another conv", "a second backward"])
+def test_backward_takes_forwards_last_chunk_from_the_workspace_only_if_still_there(
+        monkeypatch, between):
+    """Three chunks of one image, grad w needed: forward's last chunk is
+    still in the workspace, so backward computes only the other two again --
+    unless another conv (or a first backward, retain_graph) used the
+    workspace in between; the gradients are the loops' either way."""
+    calls = []
+    real_im2col = conv._im2col
+    monkeypatch.setattr(conv, "_im2col", lambda *a: calls.append(a[0].shape[0]) or real_im2col(*a))
+    monkeypatch.setattr(conv, "COL_CHUNK_BYTES", 1)          # one image per chunk
+    x, w = randn((3, 2, 6, 5)), randn((4, 2, 3, 3), seed=1)
+    xt, wt = minidl.Tensor(x, requires_grad=True), minidl.Tensor(w, requires_grad=True)
+    y = F.conv2d(xt, wt, padding=1)
+    gy = randn(y.shape, seed=2)
+    geo = conv.conv_geometry(x.shape, w.shape, padding=1)
+    gx, gw, _ = conv.conv2d_naive_backward(x, w, gy, geo, 1)
+    recomputed = 2
+    if between == "another conv":                            # fills the workspace with its own columns
+        F.conv2d(minidl.Tensor(randn((1, 3, 7, 7), seed=3)), minidl.Tensor(randn((2, 3, 3, 3), seed=4)))
+        recomputed = 3
+    if between == "a second backward":
+        y.backward(gy, retain_graph=True)
+        gx, gw, recomputed = 2 * gx, 2 * gw, 3
+    calls.clear()
+    y.backward(gy)
+    assert len(calls) == recomputed
+    np.testing.assert_allclose(xt.grad.data, gx, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(wt.grad.data, gw, rtol=1e-10, atol=1e-10)
+
+
 @given(case=conv_cases(max_n=5), images_per_chunk=st.integers(1, 4), weight_grad=st.booleans(),
        gw_transposed=st.booleans())
 @settings(max_examples=40, deadline=None)
