@@ -7,16 +7,16 @@
 // Compiled once per dtype with -Dscalar_t=float or -Dscalar_t=double.
 // Layouts (all C-contiguous), with L = OH*OW:
 //   x   (N, C, H, W)                 an input image batch (or its gradient)
-//   col (C*kh*kw, L*N)               col[(c*kh + p)*kw + q, (i*OW + j)*N + n]
+//   col (C*kh*kw, N*L)               col[(c*kh + p)*kw + q, n*L + i*OW + j]
 //                                      = x[n, c, i*sh - ph + p*dh, j*sw - pw + q*dw]
 //                                      (0 where that pixel is in the padding)
-// The windows of the N images are interleaved in each row of col, the image
-// index innermost, so that one GEMM covers the whole batch.
+// The windows of the N images lie side by side in each row of col, so that
+// one GEMM covers the whole batch.
 //
 // Both kernels: one thread per OUTPUT element, a grid-stride loop over a
 // 64-bit count (col of a large batch can exceed 2^31 elements), no atomics.
 
-// im2col: one thread per col element t, t = (r*L + i*OW + j)*N + n.
+// im2col: one thread per col element t, t = (r*N + n)*L + i*OW + j.
 extern "C" __global__ void im2col(const scalar_t* __restrict__ x, scalar_t* __restrict__ col,
                                   long long total, int N, int C, int H, int W, int kh, int kw,
                                   int sh, int sw, int ph, int pw, int dh, int dw,
@@ -24,11 +24,11 @@ extern "C" __global__ void im2col(const scalar_t* __restrict__ x, scalar_t* __re
 {
     for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total;
          t += (long long)blockDim.x * gridDim.x) {
-        int n = (int)(t % N);                       // image
-        long long rl = t / N;                       // r*L + i*OW + j
-        int j = (int)(rl % OW);                     // output column
-        int i = (int)((rl / OW) % OH);              // output row
-        long long r = rl / ((long long)OH * OW);    // row of col
+        int j = (int)(t % OW);                      // output column
+        int i = (int)((t / OW) % OH);               // output row
+        long long rn = t / ((long long)OH * OW);    // r*N + n
+        int n = (int)(rn % N);                      // image
+        long long r = rn / N;                       // row of col
         int q = (int)(r % kw);                      // kernel column
         int p = (int)((r / kw) % kh);               // kernel row
         int c = (int)(r / ((long long)kh * kw));    // input channel
@@ -66,7 +66,7 @@ extern "C" __global__ void col2im(const scalar_t* __restrict__ col, scalar_t* __
                 if (dj < 0 || dj % sw != 0 || dj / sw >= OW) continue;
                 int j = dj / sw;
                 long long r = ((long long)c * kh + p) * kw + q;   // row of col
-                sum += col[((r * OH + i) * OW + j) * N + n];
+                sum += col[((r * N + n) * OH + i) * OW + j];
             }
         }
         x[t] = sum;

@@ -36,11 +36,10 @@ def int_or_pair(low, high):
 
 
 @st.composite
-def conv_cases(draw, max_n=2, wide=False, images=None):
+def conv_cases(draw, max_n=2, wide=False):
     """Keyword arguments of conv2d with shapes and settings that fit together
     (wide: inputs up to 40 columns wider than the kernel's span, so that
-    output rows fall on both sides of im2col's SHORT_ROW; images: that many
-    images instead of 1..max_n)."""
+    output rows fall on both sides of im2col's SHORT_ROW)."""
     groups = draw(st.integers(1, 3))
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     dilation, stride = draw(int_or_pair(1, 2)), draw(int_or_pair(1, 3))
@@ -56,8 +55,7 @@ def conv_cases(draw, max_n=2, wide=False, images=None):
     span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     H = draw(st.integers(max(1, span_h - pad_h), span_h - pad_h + 5))
     W = draw(st.integers(max(1, span_w - pad_w), span_w - pad_w + (40 if wide else 5)))
-    N = images or draw(st.integers(1, max_n))
-    Cg, Og = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    N, Cg, Og = draw(st.integers(1, max_n)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
     seed = draw(st.integers(0, 2**16))
     return dict(x=randn((N, Cg * groups, H, W), seed=seed),
                 weight=randn((Og * groups, Cg, kh, kw), seed=seed + 1),
@@ -286,48 +284,6 @@ def test_im2col_on_each_side_of_short_row(width, dilation):
     col = np.full((27, 2 * geo.OH * geo.OW), np.nan)
     cols.im2col(x, col, *cols.im2col_args(geo))
     np.testing.assert_array_equal(col, cols.im2col_naive(x, geo))
-
-
-# _to_phase_planes copies one image's sub-rows, or each pixel's images from PIXEL_RUNS_FROM on
-BATCHES = [1, 2, cols.PIXEL_RUNS_FROM - 1, cols.PIXEL_RUNS_FROM]
-
-
-@pytest.mark.parametrize("images", BATCHES)
-@given(data=st.data())
-@settings(max_examples=15, deadline=None)
-def test_im2col_and_col2im_match_their_loops_for_any_batch(images, data):
-    """Batches on both sides of PIXEL_RUNS_FROM, drawn strides, paddings and
-    dilations: im2col equals im2col_naive and col2im equals col2im_naive, bit
-    for bit (both add each pixel's terms in (p, q) order)."""
-    case = data.draw(conv_cases(images=images))
-    _, geo = naive(case)
-    x = case["x"]
-    col = np.full((x.shape[1] * geo.kh * geo.kw, images * geo.OH * geo.OW), np.nan)
-    cols.im2col(x, col, *cols.im2col_args(geo))
-    np.testing.assert_array_equal(col, cols.im2col_naive(x, geo))
-    c = randn(col.shape, seed=5)
-    gx = np.full_like(x, np.nan)
-    cols.col2im(c, gx, *cols.im2col_args(geo))
-    np.testing.assert_array_equal(gx, cols.col2im_naive(c, x.shape, geo))
-
-
-@pytest.mark.parametrize("images", [2, cols.PIXEL_RUNS_FROM])
-@pytest.mark.parametrize("kernel", [1, 3])
-def test_conv2d_of_a_batch_in_one_chunk_matches_the_loops(images, kernel):
-    """The images of one chunk interleaved in col (and y, gy moved to and
-    from that layout): forward and every gradient against the loops, for a
-    3x3 conv with stride and padding and for a short 1x1 conv (no im2col)."""
-    stride, padding = (2, 1) if kernel == 3 else (1, 0)
-    case = dict(x=randn((images, 4, 7, 6)), weight=randn((6, 2, kernel, kernel), seed=1),
-                bias=randn((6,), seed=2), stride=stride, padding=padding, dilation=1, groups=2)
-    want, geo = naive(case)
-    assert conv.Conv2d(geo, 2)._chunks(case["x"]) == [(0, images)]
-    (y, ts) = fast(case, np.float64, requires_grad=True)
-    np.testing.assert_allclose(y.data, want, rtol=1e-10, atol=1e-10)
-    gy = randn(y.shape, seed=3)
-    y.backward(gy)
-    for t, g in zip(ts, conv.conv2d_naive_backward(case["x"], case["weight"], gy, geo, 2)):
-        np.testing.assert_allclose(t.grad.data, g, rtol=1e-10, atol=1e-10)
 
 
 @given(case=conv_cases())

@@ -13,18 +13,18 @@ pad_top/pad_left zeros before (and pad_bottom/pad_right after) each image,
     OH = (H + pad_top + pad_bottom - dh*(kh - 1) - 1) // sh + 1    (OW alike).
 
 im2col turns the convolution into one matrix product. It copies every input
-window into a column, the N images interleaved, image index innermost:
+window into a column, the windows of all N images side by side:
 
-    col[(c*kh + p)*kw + q, (i*OW + j)*N + n] = xpad[n, c, i*sh + p*dh, j*sw + q*dw]
+    col[(c*kh + p)*kw + q, n*L + i*OW + j] = xpad[n, c, i*sh + p*dh, j*sw + q*dw]
 
-so col is (K, L*N) with K = C*kh*kw and L = OH*OW, and for groups = 1
+so col is (K, N*L) with K = C*kh*kw and L = OH*OW, and for groups = 1
 
-    Y = w.reshape(O, K) @ col                  (O, L*N)
-    y[n, o, l] = Y[o, l*N + n]                 (a transpose of (O*L, N) to NCHW).
+    Y = w.reshape(O, K) @ col                  (O, N*L)
+    y[n] = Y[:, n*L:(n + 1)*L]                 (a transpose of (O, N, L) to NCHW).
 
 With groups, the rows of col and of w split into `groups` blocks and the
-product is a batched matmul (G, O_g, K_g) @ (G, K_g, L*N). With gy seen the
-same way, gY (O, L*N), backward is two more GEMMs and the adjoint of im2col:
+product is a batched matmul (G, O_g, K_g) @ (G, K_g, N*L). With gy seen the
+same way, gY (O, N*L), backward is two more GEMMs and the adjoint of im2col:
 
     gcol = w.reshape(O, K).T @ gY            gx = col2im(gcol)
     gw   = gY @ col.T                         gb = gy.sum over (n, i, j)
@@ -62,13 +62,11 @@ was taken is said beside it):
   from 47 to 40 ms (im2col alone 2.6x faster); VGG conv3_1, LeNet conv2 and
   Inception 5x5 did not change. It also bounds the memory: VGG-16 conv1_2's
   columns are 110 MiB per image, 3.5 GiB for a batch of 32.
-* The images of a chunk share one GEMM (columns interleaved, (K, L*nb)),
+* The images of a chunk share one GEMM (columns side by side, (K, nb*L)),
   not one GEMM each: a longer matrix keeps BLAS busier on small layers. On
   whole conv forward+backward (2 threads, best of 15 interleaved runs):
   7% faster on LeNet conv2, AlexNet conv1 and Inception 5x5, 17% on
-  ResNet-50's 7x7 3x3 conv, equal on ResNet 3x3. Why the image index is
-  innermost in col (then y and gy must be transposed, images_first /
-  images_last): see ops/im2col.py.
+  ResNet-50's 7x7 3x3 conv, equal on ResNet 3x3.
 * A 1x1 convolution with stride 1, no padding and no dilation is a plain
   GEMM: the columns of image n are x[n].reshape(C, H*W), so im2col is
   skipped and each image is its own GEMM (a view of x, no copy).
@@ -85,8 +83,7 @@ import numpy as np
 from .. import cuda
 from ..backend import get_array_module
 from .args import pair
-from .im2col import (col2im, col2im_gpu, im2col, im2col_args, im2col_gpu, images_first,
-                     images_last, pad_images)
+from .im2col import col2im, col2im_gpu, im2col, im2col_args, im2col_gpu, pad_images
 from ..tensor import Function, as_tensor, is_grad_enabled
 
 COL_CHUNK_BYTES = 8 * 2**20      # columns per chunk on the CPU: cache-sized (tests lower it)
@@ -169,22 +166,6 @@ def _col2im(col, x, geo):
         col2im(col, x, *im2col_args(geo))
 
 
-def _images_last(a, out):
-    """out (K, nb) = a (nb, K).T: NCHW images to the layout of col."""
-    if get_array_module(a) is np:
-        images_last(a, out)
-    else:
-        out[...] = a.T
-
-
-def _images_first(a, out):
-    """out (nb, K) = a (K, nb).T: from the layout of col back to NCHW."""
-    if get_array_module(a) is np:
-        images_first(a, out)
-    else:
-        out[...] = a.T
-
-
 # ----------------------------------------------------------------------------
 # the column buffer: one cached workspace per thread on the CPU
 # ----------------------------------------------------------------------------
@@ -240,7 +221,7 @@ class Conv2d(Function):
         return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)]
 
     def _columns(self, x, n0, n1, own=False):
-        """col of images n0..n1 as (G, K_g, L*nb), K_g = C_g*kh*kw, L = OH*OW:
+        """col of images n0..n1 as (G, K_g, nb*L), K_g = C_g*kh*kw, L = OH*OW:
         in the shared workspace, or in an array of its own if ``own``. The
         workspace remembers that it holds this op's chunk (n0, n1) until its
         next use: backward takes the last chunk of forward from there
@@ -249,18 +230,18 @@ class Conv2d(Function):
         L = self.geo.OH * self.geo.OW
         if self.plain_gemm and nb == 1:
             return x[n0].reshape(G, C // G, L)                    # a view, no copy
-        shape = (C * self.geo.kh * self.geo.kw, L * nb)
+        shape = (C * self.geo.kh * self.geo.kw, nb * L)
         chunk = (self.token, n0, n1)
         if not own and xp is np and getattr(_workspace, "holds", None) == chunk:
-            return _workspace.buf[:math.prod(shape) * x.itemsize].view(x.dtype).reshape(G, -1, L * nb)
+            return _workspace.buf[:math.prod(shape) * x.itemsize].view(x.dtype).reshape(G, -1, nb * L)
         col = xp.empty(shape, dtype=x.dtype) if own else _col_buffer(xp, shape, x.dtype)
-        if self.plain_gemm:                                       # (nb, C*L) -> (C*L, nb)
-            _images_last(x[n0:n1].reshape(nb, C * L), col.reshape(C * L, nb))
+        if self.plain_gemm:                                       # images side by side
+            col.reshape(C, nb, L)[...] = x[n0:n1].reshape(nb, C, L).transpose(1, 0, 2)
         else:
-            _im2col(x[n0:n1], col, self.geo)                      # (K, L*nb)
+            _im2col(x[n0:n1], col, self.geo)                      # (K, nb*L)
         if not own and xp is np:
             _workspace.holds = chunk
-        return col.reshape(G, -1, L * nb)
+        return col.reshape(G, -1, nb * L)
 
     def forward(self, x, w, b=None):
         xp = get_array_module(x)
@@ -274,12 +255,11 @@ class Conv2d(Function):
         keep = self.keep_columns and len(chunks) == 1 and not self.plain_gemm
         for n0, n1 in chunks:
             nb = n1 - n0
-            col = self._columns(x, n0, n1, own=keep)              # (G, K_g, L*nb)
+            col = self._columns(x, n0, n1, own=keep)              # (G, K_g, nb*L)
             if nb == 1:                                           # already image n0's layout
                 xp.matmul(w3, col, out=y[n0].reshape(G, O // G, OH * OW))
-            else:                                        # (G, O_g, L*nb) -> (nb, O, OH, OW)
-                _images_first(xp.matmul(w3, col).reshape(O * OH * OW, nb),
-                              y[n0:n1].reshape(nb, O * OH * OW))
+            else:                                        # (G, O_g, nb*L) -> (nb, O, OH, OW)
+                y[n0:n1] = xp.matmul(w3, col).reshape(O, nb, OH, OW).transpose(1, 0, 2, 3)
         if b is not None:
             y += b.reshape(1, O, 1, 1)                            # (N, O, OH, OW)
         self.x, self.w, self.has_bias = x, w, b is not None
@@ -304,12 +284,8 @@ class Conv2d(Function):
         transposed = O // G < GW_TRANSPOSED_BELOW
         gw = None                                                 # the sum over the chunks
         for n0, n1 in reversed(self._chunks(x)):                  # forward's last chunk first
-            nb = n1 - n0                                          # gY of the chunk: (G, O_g, L*nb)
-            if nb == 1:
-                g = gy4[n0].reshape(G, O // G, L)                 # a view
-            else:
-                g = xp.empty((G, O // G, L * nb), dtype=gy4.dtype)
-                _images_last(gy4[n0:n1].reshape(nb, O * L), g.reshape(O * L, nb))
+            nb = n1 - n0                                          # gY of the chunk: (G, O_g, nb*L),
+            g = gy4[n0:n1].transpose(1, 2, 0, 3).reshape(G, O // G, nb * L)   # a copy if nb > 1
             if need_w:
                 col = self.kept if self.kept is not None else self._columns(x, n0, n1)
                 part = xp.matmul(col, g.transpose(0, 2, 1)) if transposed else \
@@ -321,12 +297,12 @@ class Conv2d(Function):
             if need_x and self.plain_gemm and nb == 1:            # col2im is the identity
                 xp.matmul(wT, g, out=gx[n0].reshape(G, Kg, L))
             elif need_x:                                          # CPU: col's memory, reused
-                gcol = _col_buffer(xp, (G, Kg, L * nb), x.dtype)
-                xp.matmul(wT, g, out=gcol)                        # (G, K_g, L*nb)
-                if self.plain_gemm:                               # (C*L, nb) -> (nb, C, H, W)
-                    _images_first(gcol.reshape(C * L, nb), gx[n0:n1].reshape(nb, C * L))
+                gcol = _col_buffer(xp, (G, Kg, nb * L), x.dtype)
+                xp.matmul(wT, g, out=gcol)                        # (G, K_g, nb*L)
+                if self.plain_gemm:                               # (C, nb, L) -> (nb, C, H, W)
+                    gx[n0:n1] = gcol.reshape(C, nb, *x.shape[2:]).transpose(1, 0, 2, 3)
                 else:
-                    _col2im(gcol.reshape(G * Kg, L * nb), gx[n0:n1], geo)
+                    _col2im(gcol.reshape(G * Kg, nb * L), gx[n0:n1], geo)
         if need_w and gw is None:                                 # no images: N == 0
             gw = xp.zeros_like(w)
         elif need_w:

@@ -2,28 +2,17 @@
 reference, the Numba loops and their CUDA twins (kernels/conv.cu).
 
 im2col copies every input window of a batch x (N, C, H, W) into a column;
-the N images are interleaved in each row, the image index innermost:
+the windows of the N images lie side by side in each row:
 
-    col[(c*kh + p)*kw + q, (i*OW + j)*N + n] = xpad[n, c, i*sh + p*dh, j*sw + q*dw]
+    col[(c*kh + p)*kw + q, n*L + i*OW + j] = xpad[n, c, i*sh + p*dh, j*sw + q*dw]
 
-col is (K, L*N) with K = C*kh*kw and L = OH*OW; xpad is x with pad_top /
+col is (K, N*L) with K = C*kh*kw and L = OH*OW; xpad is x with pad_top /
 pad_left zeros before (and pad_bottom / pad_right after) each image; geo is
 conv.Geometry (kernel size, stride, padding, dilation, output size). col2im
 is its adjoint: pixel x[n, c, h, w] gets the sum of the col entries that
 im2col copied from it. On the CPU it is a scatter; the CUDA twin is a
 gather, one thread per input pixel (no atomics). Both add the contributions
 to a pixel in the same order, (p, q) ascending, so they agree bit for bit.
-
-Why the image index innermost (the layout of Krizhevsky's cuda-convnet,
-"CHWN"): output row i of window (c, p, q) is then ONE run of OW*N values,
-the same row of every image, in col and in the images' padded planes
-alike, instead of N runs of OW. The copies and adds of small layers are
-bound by their short rows, not by memory: LeNet conv2 (OW = 10, N = 64)
-col2im 0.232 -> 0.145 ms, ResNet-50's 7x7 stage (OW = 7, N = 8) im2col
-0.857 -> 0.420 ms and col2im 1.063 -> 0.396 ms (one thread, best of 300,
-the move of x into the planes and back included). The price is two
-transposes of each conv's output in conv.py (images_first, images_last).
-For one image (every chunk of the large layers) both layouts are the same.
 """
 import numpy as np
 
@@ -40,36 +29,20 @@ def pad_images(x, geo):
 
 
 def im2col_naive(x, geo):
-    """col (C*kh*kw, OH*OW*N) from its definition, one element at a time."""
+    """col (C*kh*kw, N*OH*OW) from its definition, one element at a time."""
     N, C, H, W = x.shape
     xpad = pad_images(x, geo)
     L = geo.OH * geo.OW
-    col = np.empty((C * geo.kh * geo.kw, L * N), dtype=x.dtype)
+    col = np.empty((C * geo.kh * geo.kw, N * L), dtype=x.dtype)
     for n in range(N):
         for c in range(C):
             for p in range(geo.kh):
                 for q in range(geo.kw):
                     for i in range(geo.OH):
                         for j in range(geo.OW):
-                            col[(c * geo.kh + p) * geo.kw + q, (i * geo.OW + j) * N + n] = \
+                            col[(c * geo.kh + p) * geo.kw + q, n * L + i * geo.OW + j] = \
                                 xpad[n, c, i * geo.sh + p * geo.dh, j * geo.sw + q * geo.dw]
     return col
-
-
-def col2im_naive(col, x_shape, geo):
-    """x (N, C, H, W) from col (C*kh*kw, OH*OW*N), one entry at a time: each
-    entry is added to the pixel im2col_naive copied it from (padding dropped)."""
-    N, C, H, W = x_shape
-    xpad = pad_images(np.zeros(x_shape, dtype=col.dtype), geo)
-    for n in range(N):
-        for c in range(C):
-            for p in range(geo.kh):
-                for q in range(geo.kw):
-                    for i in range(geo.OH):
-                        for j in range(geo.OW):
-                            xpad[n, c, i * geo.sh + p * geo.dh, j * geo.sw + q * geo.dw] += \
-                                col[(c * geo.kh + p) * geo.kw + q, (i * geo.OW + j) * N + n]
-    return xpad[:, :, geo.pad_top:geo.pad_top + H, geo.pad_left:geo.pad_left + W]
 
 
 # ----------------------------------------------------------------------------
@@ -109,13 +82,6 @@ def _copy_strided(dst, d0, src, s0, step, n):
 
 
 @njit(inline="always")
-def _copy_both_strided(dst, d0, dstep, src, s0, sstep, n):
-    """dst[d0 + j*dstep] = src[s0 + j*sstep] for j < n."""
-    for j in range(n):
-        dst[np.uint64(d0 + j * dstep)] = src[np.uint64(s0 + j * sstep)]
-
-
-@njit(inline="always")
 def _accumulate_strided(dst, d0, src, s0, step, n):
     """dst[d0 + j] += src[s0 + j*step] for j < n."""
     for j in range(n):
@@ -141,16 +107,14 @@ def _add_strided(dst, d0, step, src, s0, n):
 # (LeNet conv2 forward+backward 1.3 -> 5.9 ms with parallel loops on it).
 #
 # Both loops work on the images padded and split by column phase: padded
-# column w of a row goes to sub-row w % sw, place w // sw, and (see the
-# module docstring) the images are interleaved, image index innermost. Then
-# every output row of every window, i.e. x[n, c, i*sh - ph + p*dh,
-# j*sw - pw + q*dw] for j < OW and n < N, is one unit-stride run of OW*N
-# values: no bounds to check and loops LLVM vectorizes. Measured against
-# reading x directly (best of 30, one thread, one image at a time): im2col
-# 1.3x faster on LeNet conv2, 1.5-1.9x on the padded ones (Inception 5x5,
-# ResNet 3x3, VGG conv3_1), 1.9x on AlexNet conv1 (stride 4) and 2.5x on
-# ResNet's 7x7 stride-2 stem; col2im 2x on AlexNet conv1 and 3.6x on the
-# stem, unchanged at stride 1.
+# column w of a row goes to sub-row w % sw, place w // sw. Then every output
+# row of every window, i.e. x[n, c, i*sh - ph + p*dh, j*sw - pw + q*dw] for
+# j < OW, is one unit-stride run of OW values: no bounds to check and loops
+# LLVM vectorizes. Measured against reading x directly (best of 30, one
+# thread): im2col 1.3x faster on LeNet conv2, 1.5-1.9x on the padded ones
+# (Inception 5x5, ResNet 3x3, VGG conv3_1), 1.9x on AlexNet conv1 (stride 4)
+# and 2.5x on ResNet's 7x7 stride-2 stem; col2im 2x on AlexNet conv1 and
+# 3.6x on the stem, unchanged at stride 1.
 @njit(inline="always")
 def _phase_shape(kh, kw, sh, sw, dh, dw, OH, OW):
     """Hp, Wq: the padded rows the windows reach, (OH-1)*sh + (kh-1)*dh + 1,
@@ -159,140 +123,103 @@ def _phase_shape(kh, kw, sh, sw, dh, dw, OH, OW):
     return (OH - 1) * sh + (kh - 1) * dh + 1, (Wp + sw - 1) // sw
 
 
-# _to_phase_planes moves x into the planes by runs along w (one image's
-# sub-row) below this many images, and by runs along n (one pixel of every
-# image) from it on: the writes of the former are N apart and the planes of
-# a large batch leave L1 (LeNet conv2, N = 64: 0.064 vs 0.034 ms); the runs
-# of the latter are short for a small one (Inception 5x5, N = 4: 0.027 vs 0.081).
-PIXEL_RUNS_FROM = 16
-
-
 @njit
 def _to_phase_planes(x, ph, pw, Hp, sw, Wq):
-    """x (N, C, H, W) as (C, Hp*sw*Wq*N): padded pixel (hp, w) of image n at
-    ((hp*sw + w % sw)*Wq + w // sw)*N + n, zeros in the padding (x itself,
-    reshaped, when that is the same layout: one image, no padding, stride 1)."""
+    """x (N, C, H, W) as (N*C, Hp*sw*Wq): padded pixel (hp, w) at
+    (hp*sw + w % sw)*Wq + w // sw, zeros in the padding (x itself, reshaped,
+    when that is the same layout)."""
     N, C, H, W = x.shape
-    if N == 1 and sw == 1 and ph == 0 and pw == 0 and Hp == H and Wq == W:
-        return x.reshape(C, H * W)
-    out = np.empty((C, Hp * sw * Wq * N), dtype=x.dtype)  # (C, Hp*sw*Wq*N)
+    planes = x.reshape(N * C, H * W)                      # (N*C, H*W)
+    if sw == 1 and ph == 0 and pw == 0 and Hp == H and Wq == W:
+        return planes
+    out = np.empty((N * C, Hp * sw * Wq), dtype=x.dtype)  # (N*C, Hp*sw*Wq)
     off, j0, j1 = column_runs(sw, sw, pw, W, Wq)          # sub-row rq: columns jj*sw + rq
-    pixels = x.reshape(N * C * H * W)
-    for c in range(C):
-        dst = out[c]
+    for nc in range(N * C):
+        src, dst = planes[nc], out[nc]
         for hp in range(Hp):
             h = hp - ph                                   # input row of padded row hp
             if h < 0 or h >= H:
-                _fill_zero(dst, hp * sw * Wq * N, sw * Wq * N)
+                _fill_zero(dst, hp * sw * Wq, sw * Wq)
                 continue
             for rq in range(sw):
-                d0 = (hp * sw + rq) * Wq                  # the sub-row: places d0 .. d0 + Wq
-                _fill_zero(dst, d0 * N, j0[rq] * N)
-                _fill_zero(dst, (d0 + j1[rq]) * N, (Wq - j1[rq]) * N)
-                d0, s0 = d0 + j0[rq], (c * H + h) * W + j0[rq] * sw + off[rq]
-                if N == 1:                                # the sub-row: one run
-                    _copy_strided(dst, d0, pixels, s0, sw, j1[rq] - j0[rq])
-                elif N < PIXEL_RUNS_FROM:                 # each image's sub-row: one run
-                    for n in range(N):
-                        _copy_both_strided(dst, d0 * N + n, N, pixels, n * C * H * W + s0, sw,
-                                           j1[rq] - j0[rq])
-                else:                                     # each pixel's N images: one run
-                    for jj in range(j1[rq] - j0[rq]):
-                        _copy_strided(dst, (d0 + jj) * N, pixels, s0 + jj * sw, C * H * W, N)
+                d0 = (hp * sw + rq) * Wq
+                _fill_zero(dst, d0, j0[rq])
+                _copy_strided(dst, d0 + j0[rq], src, h * W + j0[rq] * sw + off[rq], sw,
+                              j1[rq] - j0[rq])
+                _fill_zero(dst, d0 + j1[rq], Wq - j1[rq])
     return out
 
 
 # Short output rows at row stride 1: kernel row p reads, at output row i,
 # the padded row i + p*dh that kernel row p - 1 read at output row i + dh.
 # So the first OH - dh rows of window (c, p, q) are rows dh.. of window
-# (c, p - 1, q), already in col: ONE copy of (OH - dh)*OW*N values instead
-# of OH - dh copies of OW*N. It pays where a row is too short for the copy
-# loop's 16-wide vector body (one thread, one image, 4 MB of columns, 3x3
-# kernels unless said): OW = 4, 7, 14, 16, 20: 9-17% faster; LeNet conv2
-# (OW = 10, 5x5): 27% (0.204 -> 0.148 ms); OW = 28 and 40: 36% and 12% slower.
+# (c, p - 1, q), already in col: ONE copy of (OH - dh)*OW values instead of
+# OH - dh copies of OW. It pays where a row is too short for the copy loop's
+# 16-wide vector body (one thread, 4 MB of columns, 3x3 kernels unless said):
+# OW = 4, 7, 14, 16, 20: 9-17% faster; LeNet conv2 (OW = 10, 5x5): 27%
+# (0.204 -> 0.148 ms); OW = 28 and 40: 36% and 12% slower.
 SHORT_ROW = 20
 
 
 @njit
 def im2col(x, col, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
-    """Fill col (C*kh*kw, OH*OW*N) from x (N, C, H, W), C-contiguous both:
-    col[(c*kh + p)*kw + q, (i*OW + j)*N + n] = x[n, c, i*sh - ph + p*dh, j*sw - pw + q*dw],
+    """Fill col (C*kh*kw, N*OH*OW) from x (N, C, H, W), C-contiguous both:
+    col[(c*kh + p)*kw + q, n*OH*OW + i*OW + j] = x[n, c, i*sh - ph + p*dh, j*sw - pw + q*dw],
     0 in the padding. One copy per output row of each window, from the phase
     planes (short rows at stride 1: see SHORT_ROW); row by row of col, so
     that the writes run in order."""
     N, C, H, W = x.shape
     Hp, Wq = _phase_shape(kh, kw, sh, sw, dh, dw, OH, OW)
-    planes = _to_phase_planes(x, ph, pw, Hp, sw, Wq)      # (C, Hp*sw*Wq*N)
-    run = OW * N                                          # output row i of the N images
-    shift = sh == 1 and run <= SHORT_ROW and dh < OH      # reuse kernel row p - 1's rows
+    planes = _to_phase_planes(x, ph, pw, Hp, sw, Wq)      # (N*C, Hp*sw*Wq)
+    L = OH * OW
+    shift = sh == 1 and OW <= SHORT_ROW and dh < OH       # reuse kernel row p - 1's rows
     for r in range(C * kh * kw):
         c, p, q = r // (kh * kw), (r // kw) % kh, r % kw
-        dst, src = col[r], planes[c]                      # (OH*OW*N,), (Hp*sw*Wq*N,)
+        dst = col[r]                                      # (N*L,)
         start = ((q * dw) % sw) * Wq + (q * dw) // sw     # column q*dw in its sub-row
-        if shift and p > 0:                               # rows dh.. of window (c, p - 1, q),
-            _copy_strided(dst, 0, col[r - kw], dh * run, 1, (OH - dh) * run)
-            for i in range(OH - dh, OH):                  # then the last dh rows
-                hp = i * sh + p * dh
-                _copy_strided(dst, i * run, src, (hp * sw * Wq + start) * N, 1, run)
-        else:                                             # (one loop each: a shared loop with a
-            for i in range(OH):                           # variable start ran 20% slower)
-                hp = i * sh + p * dh                      # the padded row output row i reads
-                _copy_strided(dst, i * run, src, (hp * sw * Wq + start) * N, 1, run)
+        reused = OH - dh if shift and p > 0 else 0        # output rows taken from row r - kw
+        for n in range(N):
+            if reused:                                    # rows dh.. of window (c, p - 1, q)
+                _copy_strided(dst, n * L, col[r - kw], n * L + dh * OW, 1, reused * OW)
+            src = planes[n * C + c]                       # (Hp*sw*Wq,)
+            for i in range(reused, OH):                   # output row i of image n
+                hp = i * sh + p * dh                      # the padded row it reads
+                _copy_strided(dst, n * L + i * OW, src, hp * sw * Wq + start, 1, OW)
 
 
 @njit
 def col2im(col, x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
-    """x (N, C, H, W) = the adjoint of im2col, from col (C*kh*kw, OH*OW*N):
+    """x (N, C, H, W) = the adjoint of im2col, from col (C*kh*kw, N*OH*OW):
     each pixel gets the sum of the col entries im2col copied from it. A
     scatter into zeroed phase planes, row by row of col: row (c, p, q) adds
-    into the planes of channel c, so each pixel sums its terms in (p, q)
-    order, as the CUDA gather does. Then the planes go back to x, padding
-    cut off."""
+    into every plane (n, c), so each pixel sums its terms in (p, q) order, as
+    the CUDA gather does. Then the planes go back to x, padding cut off."""
     N, C, H, W = x.shape
     Hp, Wq = _phase_shape(kh, kw, sh, sw, dh, dw, OH, OW)
-    direct = N == 1 and sw == 1 and ph == 0 and pw == 0 and Hp == H and Wq == W
-    acc = x.reshape(C, H * W) if direct else np.empty((C, Hp * sw * Wq * N), dtype=x.dtype)
-    _fill_zero(acc.reshape(acc.size), 0, acc.size)        # (C, Hp*sw*Wq*N)
-    run = OW * N
+    planes = x.reshape(N * C, H * W)                      # (N*C, H*W)
+    direct = sw == 1 and ph == 0 and pw == 0 and Hp == H and Wq == W
+    acc = planes if direct else np.empty((N * C, Hp * sw * Wq), dtype=x.dtype)
+    _fill_zero(acc.reshape(acc.size), 0, acc.size)
+    L = OH * OW
     for r in range(C * kh * kw):
         c, p, q = r // (kh * kw), (r // kw) % kh, r % kw
-        src, dst = col[r], acc[c]
+        src = col[r]                                      # (N*L,)
         start = ((q * dw) % sw) * Wq + (q * dw) // sw
-        for i in range(OH):
-            hp = i * sh + p * dh
-            _add_strided(dst, (hp * sw * Wq + start) * N, 1, src, i * run, run)
+        for n in range(N):
+            dst = acc[n * C + c]                          # (Hp*sw*Wq,)
+            for i in range(OH):
+                hp = i * sh + p * dh
+                _add_strided(dst, hp * sw * Wq + start, 1, src, n * L + i * OW, OW)
     if direct:
         return
     off, j0, j1 = column_runs(sw, sw, pw, W, Wq)
-    for n in range(N):                                    # pixel (h, w) <- (h + ph, w + pw)
-        for c in range(C):
-            dst, src = x[n, c].reshape(H * W), acc[c]
-            _fill_zero(dst, 0, H * W)                     # pixels no window reached stay 0
-            for h in range(min(H, Hp - ph)):
-                for rq in range(sw):
-                    s0 = ((h + ph) * sw + rq) * Wq + j0[rq]
-                    _copy_both_strided(dst, h * W + j0[rq] * sw + off[rq], sw, src, s0 * N + n, N,
-                                       j1[rq] - j0[rq])
-
-
-@njit
-def images_last(a, out):
-    """out (K, N) = a (N, K) transposed: a chunk's N images moved innermost,
-    the layout of col (gy and the 1x1 conv's input, in conv.py)."""
-    N, K = a.shape
-    for k in range(K):
-        for n in range(N):
-            out[k, n] = a[n, k]
-
-
-@njit
-def images_first(a, out):
-    """out (N, K) = a (K, N) transposed: back from the layout of col to NCHW
-    (the output and the 1x1 conv's grad input, in conv.py)."""
-    K, N = a.shape
-    for n in range(N):
-        for k in range(K):
-            out[n, k] = a[k, n]
+    for nc in range(N * C):                               # pixel (h, w) <- (h + ph, w + pw)
+        dst, src = planes[nc], acc[nc]
+        _fill_zero(dst, 0, H * W)                         # pixels no window reached stay 0
+        for h in range(min(H, Hp - ph)):
+            for rq in range(sw):
+                _add_strided(dst, h * W + j0[rq] * sw + off[rq], sw, src,
+                             ((h + ph) * sw + rq) * Wq + j0[rq], j1[rq] - j0[rq])
 
 
 # ----------------------------------------------------------------------------
@@ -306,7 +233,7 @@ def _kernel_args(total, x, geo):
 
 
 def im2col_gpu(x, col, geo):
-    """col (C*kh*kw, OH*OW*N) from x (N, C, H, W): one thread per col element."""
+    """col (C*kh*kw, N*OH*OW) from x (N, C, H, W): one thread per col element."""
     cuda.launch("conv.cu", "im2col", col.size, (x, col) + _kernel_args(col.size, x, geo), x.dtype)
 
 
