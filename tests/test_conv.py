@@ -36,10 +36,11 @@ def int_or_pair(low, high):
 
 
 @st.composite
-def conv_cases(draw, max_n=2, wide=False):
+def conv_cases(draw, max_n=2, wide=False, images=None):
     """Keyword arguments of conv2d with shapes and settings that fit together
     (wide: inputs up to 40 columns wider than the kernel's span, so that
-    output rows fall on both sides of im2col's SHORT_ROW)."""
+    output rows fall on both sides of im2col's SHORT_ROW; images: that many
+    images instead of 1..max_n)."""
     groups = draw(st.integers(1, 3))
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     dilation, stride = draw(int_or_pair(1, 2)), draw(int_or_pair(1, 3))
@@ -55,7 +56,8 @@ def conv_cases(draw, max_n=2, wide=False):
     span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     H = draw(st.integers(max(1, span_h - pad_h), span_h - pad_h + 5))
     W = draw(st.integers(max(1, span_w - pad_w), span_w - pad_w + (40 if wide else 5)))
-    N, Cg, Og = draw(st.integers(1, max_n)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    N = images or draw(st.integers(1, max_n))
+    Cg, Og = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     seed = draw(st.integers(0, 2**16))
     return dict(x=randn((N, Cg * groups, H, W), seed=seed),
                 weight=randn((Og * groups, Cg, kh, kw), seed=seed + 1),
@@ -284,6 +286,21 @@ def test_im2col_on_each_side_of_short_row(width, dilation):
     col = np.full((27, 2 * geo.OH * geo.OW), np.nan)
     cols.im2col(x, col, *cols.im2col_args(geo))
     np.testing.assert_array_equal(col, cols.im2col_naive(x, geo))
+
+
+@pytest.mark.parametrize("images", [1, 2, 17])
+@given(data=st.data())
+@settings(max_examples=15, deadline=None)
+def test_col2im_matches_its_loops(images, data):
+    """col2im equals col2im_naive bit for bit (both add each pixel's terms
+    in (p, q) order), on drawn strides, paddings and dilations."""
+    case = data.draw(conv_cases(images=images))
+    _, geo = naive(case)
+    x = case["x"]
+    c = randn((x.shape[1] * geo.kh * geo.kw, images * geo.OH * geo.OW), seed=5)
+    gx = np.full_like(x, np.nan)
+    cols.col2im(c, gx, *cols.im2col_args(geo))
+    np.testing.assert_array_equal(gx, cols.col2im_naive(c, x.shape, geo))
 
 
 @given(case=conv_cases())

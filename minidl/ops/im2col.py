@@ -45,6 +45,23 @@ def im2col_naive(x, geo):
     return col
 
 
+def col2im_naive(col, x_shape, geo):
+    """x (N, C, H, W) from col (C*kh*kw, N*OH*OW), one entry at a time: each
+    entry is added to the pixel im2col_naive copied it from (padding dropped)."""
+    N, C, H, W = x_shape
+    L = geo.OH * geo.OW
+    xpad = pad_images(np.zeros(x_shape, dtype=col.dtype), geo)
+    for n in range(N):
+        for c in range(C):
+            for p in range(geo.kh):
+                for q in range(geo.kw):
+                    for i in range(geo.OH):
+                        for j in range(geo.OW):
+                            xpad[n, c, i * geo.sh + p * geo.dh, j * geo.sw + q * geo.dw] += \
+                                col[(c * geo.kh + p) * geo.kw + q, n * L + i * geo.OW + j]
+    return xpad[:, :, geo.pad_top:geo.pad_top + H, geo.pad_left:geo.pad_left + W]
+
+
 # ----------------------------------------------------------------------------
 # fast CPU loops (Numba); their CUDA twins are kernels/conv.cu, same names
 # ----------------------------------------------------------------------------
