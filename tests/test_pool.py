@@ -73,13 +73,20 @@ def test_output_size_known_cases(size, k, s, p, ceil_mode, expected):
 # ----------------------------------------------------------------------------
 # max pooling
 # ----------------------------------------------------------------------------
-@given(case=pool_cases(), dtype=st.sampled_from(DTYPES))
-@settings(max_examples=50, deadline=None)
-def test_max_pool_matches_naive(case, dtype):
+@given(case=pool_cases(), dtype=st.sampled_from(DTYPES),
+       short_row=st.sampled_from([1, 10**9]))
+@settings(max_examples=60, deadline=None)
+def test_max_pool_matches_naive(case, dtype, short_row):
+    """Both CPU kernels: rows at once (SHORT_POOL_ROW = 1) and one window at
+    a time (SHORT_POOL_ROW above every width)."""
     shape, k, s, p, ceil_mode = case
     x = minidl.Tensor(ramp(shape, dtype), requires_grad=True)
     fn = pool.MaxPool2d(pool._geometry("t", x, k, s, p, ceil_mode))
-    y = fn(x)
+    default, pool.SHORT_POOL_ROW = pool.SHORT_POOL_ROW, short_row
+    try:
+        y = fn(x)
+    finally:
+        pool.SHORT_POOL_ROW = default
     y_ref, argmax_ref = pool.max_pool2d_naive(x.data, *fn.geometry)
     assert y.dtype == dtype and y.shape == y_ref.shape
     np.testing.assert_array_equal(y.data, y_ref)
@@ -91,15 +98,21 @@ def test_max_pool_matches_naive(case, dtype):
         x.grad.data, pool.max_pool2d_backward_naive(gy, argmax_ref, *shape[2:]))
 
 
+@pytest.fixture(params=["rows at once", "one window at a time"])
+def max_kernel(request, monkeypatch):
+    """Runs the test on each CPU max-pool kernel (see pool.SHORT_POOL_ROW)."""
+    monkeypatch.setattr(pool, "SHORT_POOL_ROW", 1 if request.param == "rows at once" else 10**9)
+
+
 @pytest.mark.parametrize("k, s, p, ceil_mode", [
     (2, 2, 0, False), (3, 2, 1, False), (3, 1, 1, True), ((2, 3), (1, 2), (1, 0), True),
     (2, 3, 1, True), (3, 2, 0, True)])
-def test_max_pool_gradcheck(k, s, p, ceil_mode):
+def test_max_pool_gradcheck(k, s, p, ceil_mode, max_kernel):
     x = minidl.Tensor(ramp((2, 2, 5, 6)), requires_grad=True)
     assert minidl.gradcheck(lambda t: F.max_pool2d(t, k, s, p, ceil_mode), [x])
 
 
-def test_max_pool_ties_go_to_the_first_maximum():
+def test_max_pool_ties_go_to_the_first_maximum(max_kernel):
     x = minidl.Tensor(np.zeros((1, 1, 4, 4)), requires_grad=True)
     F.max_pool2d(x, 2, 2).sum().backward()        # every window is all ties
     expected = np.zeros((4, 4))
@@ -119,7 +132,7 @@ def test_max_pool_ties_go_to_the_first_maximum():
     np.testing.assert_array_equal(x.grad.data[0, 0], [[1, 0], [0, 0]])
 
 
-def test_max_pool_padding_never_wins():
+def test_max_pool_padding_never_wins(max_kernel):
     x = minidl.Tensor(-1 - ramp((1, 2, 4, 5)))         # all negative: a zero pad would win
     y = F.max_pool2d(x, 3, 2, 1, ceil_mode=True)
     assert (y.data < 0).all()
@@ -127,7 +140,7 @@ def test_max_pool_padding_never_wins():
         x.data, *pool._geometry("t", x, 3, 2, 1, True))[0])
 
 
-def test_max_pool_nan_wins_like_pytorch():
+def test_max_pool_nan_wins_like_pytorch(max_kernel):
     x = ramp((1, 1, 4, 4))
     x[0, 0, 0, 1] = x[0, 0, 1, 1] = x[0, 0, 2, 3] = np.nan    # two NaNs in window (0, 0)
     t = minidl.Tensor(x)
@@ -138,6 +151,17 @@ def test_max_pool_nan_wins_like_pytorch():
     y_ref, argmax_ref = pool.max_pool2d_naive(x, *fn.geometry)  # PyTorch's scan, literally
     np.testing.assert_array_equal(y.data, y_ref)
     np.testing.assert_array_equal(fn.argmax, argmax_ref)
+
+
+def test_max_pool_of_minus_infinity_points_at_each_windows_first_pixel(max_kernel):
+    """All -inf: no pixel beats the start, so each argmax is its window's
+    first real pixel (PyTorch's start index), padding clipped."""
+    x = minidl.Tensor(np.full((1, 1, 5, 5), -np.inf))
+    fn = pool.MaxPool2d(pool._geometry("t", x, 3, 2, 1, True))
+    y = fn(x)
+    assert np.isneginf(y.data).all()
+    np.testing.assert_array_equal(fn.argmax, pool.max_pool2d_naive(x.data, *fn.geometry)[1])
+    np.testing.assert_array_equal(fn.argmax[0, 0], [[0, 1, 3], [5, 6, 8], [15, 16, 18]])
 
 
 def test_max_pool_non_contiguous_input():
