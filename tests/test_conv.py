@@ -303,6 +303,22 @@ def test_col2im_matches_its_loops(images, data):
     np.testing.assert_array_equal(gx, cols.col2im_naive(c, x.shape, geo))
 
 
+@pytest.mark.parametrize("images", [1, 2, 9])
+@given(data=st.data())
+@settings(max_examples=15, deadline=None)
+def test_col2im_interleaved_matches_the_loops(images, data):
+    """col2im_interleaved on the images-innermost layout, (K, L*N): the same
+    bits as col2im_naive on the same entries laid out (K, N*L)."""
+    case = data.draw(conv_cases(images=images))
+    _, geo = naive(case)
+    x, L = case["x"], geo.OH * geo.OW
+    c = randn((x.shape[1] * geo.kh * geo.kw, images * L), seed=6)          # (K, N*L)
+    interleaved = np.ascontiguousarray(c.reshape(-1, images, L).transpose(0, 2, 1)).reshape(c.shape)
+    gx = np.full_like(x, np.nan)
+    cols.col2im_interleaved(interleaved, gx, *cols.im2col_args(geo))
+    np.testing.assert_array_equal(gx, cols.col2im_naive(c, x.shape, geo))
+
+
 @given(case=conv_cases())
 @settings(max_examples=40, deadline=None)
 def test_col2im_is_the_adjoint_of_im2col(case):
@@ -433,16 +449,20 @@ def test_backward_takes_forwards_last_chunk_from_the_workspace_only_if_still_the
 
 
 @given(case=conv_cases(max_n=5), images_per_chunk=st.integers(1, 4), weight_grad=st.booleans(),
-       gw_transposed=st.booleans())
-@settings(max_examples=40, deadline=None)
-def test_any_chunking_matches_naive_backward(case, images_per_chunk, weight_grad, gw_transposed):
+       gw_transposed=st.booleans(), interleaved=st.booleans())
+@settings(max_examples=50, deadline=None)
+def test_any_chunking_matches_naive_backward(case, images_per_chunk, weight_grad, gw_transposed,
+                                             interleaved):
     """Chunks of 1-4 images (one GEMM each, images side by side), columns kept
     (one chunk, grad w needed) or recomputed, grad w as col @ gY.T or as
-    gY @ col.T: always the loops' gradients."""
+    gY @ col.T, grad x through col2im or (stride 1) col2im_interleaved:
+    always the loops' gradients."""
     _, geo = naive(case)
     per_image = case["x"].shape[1] * geo.kh * geo.kw * geo.OH * geo.OW * 8    # float64 columns
     default, conv.COL_CHUNK_BYTES = conv.COL_CHUNK_BYTES, images_per_chunk * per_image
     default_gw, conv.GW_TRANSPOSED_BELOW = conv.GW_TRANSPOSED_BELOW, 10**9 if gw_transposed else 1
+    default_il = conv.INTERLEAVED_BELOW_OW, conv.INTERLEAVED_FROM_IMAGES
+    conv.INTERLEAVED_BELOW_OW, conv.INTERLEAVED_FROM_IMAGES = (10**9, 1) if interleaved else (0, 1)
     try:
         x = minidl.Tensor(case["x"], requires_grad=True)
         w = minidl.Tensor(case["weight"], requires_grad=weight_grad)
@@ -452,6 +472,7 @@ def test_any_chunking_matches_naive_backward(case, images_per_chunk, weight_grad
         y.backward(gy)
     finally:
         conv.COL_CHUNK_BYTES, conv.GW_TRANSPOSED_BELOW = default, default_gw
+        conv.INTERLEAVED_BELOW_OW, conv.INTERLEAVED_FROM_IMAGES = default_il
     gx, gw, gb = conv.conv2d_naive_backward(case["x"], case["weight"], gy, geo, case["groups"])
     np.testing.assert_allclose(y.data, naive(case)[0], rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(x.grad.data, gx, rtol=1e-10, atol=1e-10)
@@ -460,6 +481,36 @@ def test_any_chunking_matches_naive_backward(case, images_per_chunk, weight_grad
         np.testing.assert_allclose(w.grad.data, gw, rtol=1e-10, atol=1e-10)
     if b is not None:
         np.testing.assert_allclose(b.grad.data, gb, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("images, width, interleaved", [
+    (conv.INTERLEAVED_FROM_IMAGES, conv.INTERLEAVED_BELOW_OW + 1, True),
+    (conv.INTERLEAVED_FROM_IMAGES - 1, conv.INTERLEAVED_BELOW_OW + 1, False),
+    (conv.INTERLEAVED_FROM_IMAGES, conv.INTERLEAVED_BELOW_OW + 2, False)],
+    ids=["at both thresholds", "one image too few", "one column too many"])
+@pytest.mark.parametrize("weight_grad", [True, False])
+def test_grad_x_through_col2im_interleaved_at_the_real_thresholds(monkeypatch, images, width,
+                                                                    interleaved, weight_grad):
+    """A 3x3 conv at stride 1 (OW = width - 2) takes col2im_interleaved
+    exactly when its chunk has enough images and short enough rows; the
+    gradients are the loops' either way."""
+    calls = []
+    real = conv._col2im
+    monkeypatch.setattr(conv, "_col2im", lambda *a, interleaved=False: calls.append(interleaved)
+                        or real(*a, interleaved=interleaved))
+    case = dict(x=randn((images, 4, 5, width)), weight=randn((6, 2, 3, 3), seed=1),
+                bias=randn((6,), seed=2), stride=1, padding=0, dilation=1, groups=2)
+    _, geo = naive(case)
+    x = minidl.Tensor(case["x"], requires_grad=True)
+    w = minidl.Tensor(case["weight"], requires_grad=weight_grad)
+    y = F.conv2d(x, w, minidl.Tensor(case["bias"]), groups=2)
+    gy = randn(y.shape, seed=3)
+    y.backward(gy)
+    assert calls == [interleaved]
+    gx, gw, _ = conv.conv2d_naive_backward(case["x"], case["weight"], gy, geo, 2)
+    np.testing.assert_allclose(x.grad.data, gx, rtol=1e-10, atol=1e-10)
+    if weight_grad:
+        np.testing.assert_allclose(w.grad.data, gw, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("out_channels", [conv.GW_TRANSPOSED_BELOW - 1, conv.GW_TRANSPOSED_BELOW])

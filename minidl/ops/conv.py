@@ -67,6 +67,12 @@ was taken is said beside it):
   whole conv forward+backward (2 threads, best of 15 interleaved runs):
   7% faster on LeNet conv2, AlexNet conv1 and Inception 5x5, 17% on
   ResNet-50's 7x7 3x3 conv, equal on ResNet 3x3.
+* Grad x of a chunk of many images with short rows (stride 1, OW < 16, at
+  least 8 images: LeNet conv2) goes through col2im_interleaved: gY is first
+  moved to (O*L, nb), the images innermost, so that gcol = w.T @ gY comes
+  out (K, L*nb) and col2im adds runs of OW*nb values instead of nb runs of
+  OW (ops/im2col.py). The forward keeps the layout above: moving y back out
+  of the interleaved layout cost what im2col saved there.
 * A 1x1 convolution with stride 1, no padding and no dilation is a plain
   GEMM: the columns of image n are x[n].reshape(C, H*W), so im2col is
   skipped and each image is its own GEMM (a view of x, no copy).
@@ -83,7 +89,8 @@ import numpy as np
 from .. import cuda
 from ..backend import get_array_module
 from .args import pair
-from .im2col import col2im, col2im_gpu, im2col, im2col_args, im2col_gpu, pad_images
+from .im2col import (col2im, col2im_gpu, col2im_interleaved, im2col, im2col_args, im2col_gpu,
+                     images_last, pad_images)
 from ..tensor import Function, as_tensor, is_grad_enabled
 
 COL_CHUNK_BYTES = 8 * 2**20      # columns per chunk on the CPU: cache-sized (tests lower it)
@@ -96,6 +103,16 @@ SHORT_OUTPUT = 128
 # grad w is computed transposed, col @ gY.T, below this many output channels
 # per group, and as gY @ col.T from it on (the reasons: Conv2d.backward).
 GW_TRANSPOSED_BELOW = 128
+# Grad x takes col2im_interleaved for stride-1 output rows shorter than the
+# add loop's 16-wide vector body, in chunks of 8 images or more. col2im and
+# the extra transpose of gy it needs, against col2im alone (one thread, best
+# of 300): LeNet conv2 (OW = 10) at batch 64: 0.151 + 0.029 vs 0.233 ms, at
+# batch 8: 0.016 + 0.004 vs 0.027; 3x3 convs at 7x7 (512 channels, batch 8):
+# 0.490 + 0.056 vs 1.060; at 14x14 (128 channels, batch 8): 0.292 + 0.056 vs
+# 0.559. Slower at OW = 20 (0.351 + 0.057 vs 0.369), at stride 2 and in
+# chunks of 4 images (14x14, 256 channels: 0.460 + 0.167 vs 0.547).
+INTERLEAVED_BELOW_OW = 16
+INTERLEAVED_FROM_IMAGES = 8
 
 # kernel size, stride, padding on each side, dilation and output size of one conv2d call
 Geometry = namedtuple("Geometry", "kh kw sh sw pad_top pad_bottom pad_left pad_right dh dw OH OW")
@@ -159,8 +176,11 @@ def _im2col(x, col, geo):
         im2col(x, col, *im2col_args(geo))
 
 
-def _col2im(col, x, geo):
-    if cuda.use_gpu_path(x):
+def _col2im(col, x, geo, interleaved=False):
+    """interleaved: col is (K, L*N), the images innermost (CPU only)."""
+    if interleaved:
+        col2im_interleaved(col, x, *im2col_args(geo))
+    elif cuda.use_gpu_path(x):
         col2im_gpu(col, x, geo)
     else:
         col2im(col, x, *im2col_args(geo))
@@ -219,6 +239,14 @@ class Conv2d(Function):
         n_chunks = max(1, -(-N // most))                  # ceil(N / most)
         step = max(1, -(-N // n_chunks))                  # ceil(N / n_chunks)
         return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)]
+
+    def _interleaved_grad_x(self, x, nb):
+        """Grad x of a chunk of nb images through col2im_interleaved (the
+        images interleaved in gcol, see ops/im2col.py): on the CPU, for
+        stride-1 output rows shorter than INTERLEAVED_BELOW_OW in chunks of
+        at least INTERLEAVED_FROM_IMAGES images."""
+        return (not self.plain_gemm and not cuda.use_gpu_path(x) and self.geo.sw == 1
+                and self.geo.OW < INTERLEAVED_BELOW_OW and nb >= INTERLEAVED_FROM_IMAGES)
 
     def _columns(self, x, n0, n1, own=False):
         """col of images n0..n1 as (G, K_g, nb*L), K_g = C_g*kh*kw, L = OH*OW:
@@ -284,8 +312,10 @@ class Conv2d(Function):
         transposed = O // G < GW_TRANSPOSED_BELOW
         gw = None                                                 # the sum over the chunks
         for n0, n1 in reversed(self._chunks(x)):                  # forward's last chunk first
-            nb = n1 - n0                                          # gY of the chunk: (G, O_g, nb*L),
-            g = gy4[n0:n1].transpose(1, 2, 0, 3).reshape(G, O // G, nb * L)   # a copy if nb > 1
+            nb = n1 - n0
+            interleaved = need_x and self._interleaved_grad_x(x, nb)
+            if need_w or not interleaved:                         # gY of the chunk: (G, O_g, nb*L),
+                g = gy4[n0:n1].transpose(1, 2, 0, 3).reshape(G, O // G, nb * L)   # a copy if nb > 1
             if need_w:
                 col = self.kept if self.kept is not None else self._columns(x, n0, n1)
                 part = xp.matmul(col, g.transpose(0, 2, 1)) if transposed else \
@@ -296,6 +326,12 @@ class Conv2d(Function):
                     gw += part
             if need_x and self.plain_gemm and nb == 1:            # col2im is the identity
                 xp.matmul(wT, g, out=gx[n0].reshape(G, Kg, L))
+            elif interleaved:                                     # images innermost (see above)
+                g_inner = np.empty((O * L, nb), dtype=x.dtype)    # gY: (O*L, nb) = (G, O_g, L*nb)
+                images_last(gy4[n0:n1].reshape(nb, O * L), g_inner)
+                gcol = _col_buffer(xp, (G, Kg, L * nb), x.dtype)
+                xp.matmul(wT, g_inner.reshape(G, O // G, L * nb), out=gcol)
+                _col2im(gcol.reshape(G * Kg, L * nb), gx[n0:n1], geo, interleaved=True)
             elif need_x:                                          # CPU: col's memory, reused
                 gcol = _col_buffer(xp, (G, Kg, nb * L), x.dtype)
                 xp.matmul(wT, g, out=gcol)                        # (G, K_g, nb*L)

@@ -99,6 +99,13 @@ def _copy_strided(dst, d0, src, s0, step, n):
 
 
 @njit(inline="always")
+def _copy_both_strided(dst, d0, dstep, src, s0, sstep, n):
+    """dst[d0 + j*dstep] = src[s0 + j*sstep] for j < n."""
+    for j in range(n):
+        dst[np.uint64(d0 + j * dstep)] = src[np.uint64(s0 + j * sstep)]
+
+
+@njit(inline="always")
 def _accumulate_strided(dst, d0, src, s0, step, n):
     """dst[d0 + j] += src[s0 + j*step] for j < n."""
     for j in range(n):
@@ -237,6 +244,54 @@ def col2im(col, x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
             for rq in range(sw):
                 _add_strided(dst, h * W + j0[rq] * sw + off[rq], sw, src,
                              ((h + ph) * sw + rq) * Wq + j0[rq], j1[rq] - j0[rq])
+
+
+# col2im adds runs of OW values: 10 on LeNet conv2, all of them shorter than
+# the add loop's 16-wide vector body. With the chunk's images interleaved
+# in col (image index innermost, the layout of Krizhevsky's cuda-convnet)
+# each output row of a window is one run of OW*N values instead of N runs
+# of OW. conv.py uses it for grad x of large chunks on the CPU (it must move
+# gy into that layout first, see Conv2d.backward); im2col keeps the layout
+# above, which the forward GEMM's output needs (moving y out of the
+# interleaved layout cost what im2col saved).
+@njit
+def col2im_interleaved(col, x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
+    """col2im from the interleaved layout, col (C*kh*kw, OH*OW*N):
+    col[(c*kh + p)*kw + q, (i*OW + j)*N + n] for image n. Each pixel sums
+    its terms in the same (p, q) order as col2im. It accumulates into
+    phase planes with the image index innermost, (C, Hp*sw*Wq*N), then moves
+    every pixel back to x (N, C, H, W), padding cut off."""
+    N, C, H, W = x.shape
+    Hp, Wq = _phase_shape(kh, kw, sh, sw, dh, dw, OH, OW)
+    acc = np.empty((C, Hp * sw * Wq * N), dtype=x.dtype)  # (C, Hp*sw*Wq*N)
+    _fill_zero(acc.reshape(acc.size), 0, acc.size)
+    run = OW * N                                          # output row i of the N images
+    for r in range(C * kh * kw):
+        c, p, q = r // (kh * kw), (r // kw) % kh, r % kw
+        src, dst = col[r], acc[c]
+        start = ((q * dw) % sw) * Wq + (q * dw) // sw
+        for i in range(OH):
+            hp = i * sh + p * dh
+            _add_strided(dst, (hp * sw * Wq + start) * N, 1, src, i * run, run)
+    off, j0, j1 = column_runs(sw, sw, pw, W, Wq)
+    for n in range(N):                                    # pixel (h, w) <- (h + ph, w + pw)
+        for c in range(C):
+            dst, src = x[n, c].reshape(H * W), acc[c]
+            _fill_zero(dst, 0, H * W)                     # pixels no window reached stay 0
+            for h in range(min(H, Hp - ph)):
+                for rq in range(sw):
+                    s0 = ((h + ph) * sw + rq) * Wq + j0[rq]
+                    _copy_both_strided(dst, h * W + j0[rq] * sw + off[rq], sw, src, s0 * N + n, N,
+                                       j1[rq] - j0[rq])
+
+
+@njit
+def images_last(a, out):
+    """out (K, N) = a (N, K) transposed: the images of a chunk moved innermost."""
+    N, K = a.shape
+    for k in range(K):
+        for n in range(N):
+            out[k, n] = a[n, k]
 
 
 # ----------------------------------------------------------------------------
