@@ -82,10 +82,11 @@ def _numba_layer():
 
 def im2col_share(step, repeats):
     """Fraction of ``step``'s time spent in ``ops.conv._im2col`` / ``_col2im``
-    (the dispatchers every conv calls), timed by wrapping them; None if the
-    conv module has no such functions."""
+    (the dispatchers every conv calls) and ``_images_last`` (the move of gy
+    into the layout that col2im_interleaved reads), timed by wrapping them;
+    None if the conv module has no such functions."""
     from ..ops import conv
-    names = [n for n in ("_im2col", "_col2im") if callable(getattr(conv, n, None))]
+    names = [n for n in ("_im2col", "_col2im", "_images_last") if callable(getattr(conv, n, None))]
     if not names:
         return None
     originals = {n: getattr(conv, n) for n in names}

@@ -237,7 +237,8 @@ def kernel_lines(results, cmd):
              "fwd+bwd computes the gradients of every input. GFLOP/s and % of peak: conv "
              "only, FLOPs = 2 x MACs forward, 3x that for fwd+bwd; the peak is the SGEMM "
              "figure above. im2col+col2im: share of the time inside ops.conv's im2col / "
-             "col2im (timed by wrapping them, in a separate pass). Memory: the peak of the "
+             "col2im, and the move of gy that col2im_interleaved needs (timed by wrapping "
+             "them, in a separate pass). Memory: the peak of the "
              "arrays one fwd+bwd allocates (tracemalloc), and the peak RSS of the case's own "
              "process (imports and Numba's compiler included).", ""]
     lines += _table(header, rows)

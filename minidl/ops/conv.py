@@ -176,6 +176,13 @@ def _im2col(x, col, geo):
         im2col(x, col, *im2col_args(geo))
 
 
+def _images_last(a):
+    """(nb, K) -> (K, nb), the images innermost (CPU; before col2im_interleaved)."""
+    out = np.empty(a.shape[::-1], dtype=a.dtype)
+    images_last(a, out)
+    return out
+
+
 def _col2im(col, x, geo, interleaved=False):
     """interleaved: col is (K, L*N), the images innermost (CPU only)."""
     if interleaved:
@@ -327,8 +334,7 @@ class Conv2d(Function):
             if need_x and self.plain_gemm and nb == 1:            # col2im is the identity
                 xp.matmul(wT, g, out=gx[n0].reshape(G, Kg, L))
             elif interleaved:                                     # images innermost (see above)
-                g_inner = np.empty((O * L, nb), dtype=x.dtype)    # gY: (O*L, nb) = (G, O_g, L*nb)
-                images_last(gy4[n0:n1].reshape(nb, O * L), g_inner)
+                g_inner = _images_last(gy4[n0:n1].reshape(nb, O * L))   # (O*L, nb) = (G, O_g, L*nb)
                 gcol = _col_buffer(xp, (G, Kg, L * nb), x.dtype)
                 xp.matmul(wT, g_inner.reshape(G, O // G, L * nb), out=gcol)
                 _col2im(gcol.reshape(G * Kg, L * nb), gx[n0:n1], geo, interleaved=True)
