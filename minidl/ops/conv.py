@@ -67,12 +67,13 @@ was taken is said beside it):
   whole conv forward+backward (2 threads, best of 15 interleaved runs):
   7% faster on LeNet conv2, AlexNet conv1 and Inception 5x5, 17% on
   ResNet-50's 7x7 3x3 conv, equal on ResNet 3x3.
-* Grad x of a chunk of many images with short rows (stride 1, OW < 16, at
-  least 8 images: LeNet conv2) goes through col2im_interleaved: gY is first
-  moved to (O*L, nb), the images innermost, so that gcol = w.T @ gY comes
-  out (K, L*nb) and col2im adds runs of OW*nb values instead of nb runs of
-  OW (ops/im2col.py). The forward keeps the layout above: moving y back out
-  of the interleaved layout cost what im2col saved there.
+* Grad x of a chunk of images with short rows (stride 1, OW < 16, at
+  least 4 images: LeNet conv2, ResNet's 14x14 and 7x7 stages) goes through
+  col2im_interleaved: gY is first moved to (O*L, nb), the images innermost,
+  so that gcol = w.T @ gY comes out (K, L*nb) and col2im adds runs of
+  OW*nb values instead of nb runs of OW (ops/im2col.py). The forward keeps
+  the layout above: moving y back out of the interleaved layout cost what
+  im2col saved there (LeNet conv2 fwd+bwd equal in 10 interleaved rounds).
 * A 1x1 convolution with stride 1, no padding and no dilation is a plain
   GEMM: the columns of image n are x[n].reshape(C, H*W), so im2col is
   skipped and each image is its own GEMM (a view of x, no copy).
@@ -104,15 +105,16 @@ SHORT_OUTPUT = 128
 # per group, and as gY @ col.T from it on (the reasons: Conv2d.backward).
 GW_TRANSPOSED_BELOW = 128
 # Grad x takes col2im_interleaved for stride-1 output rows shorter than the
-# add loop's 16-wide vector body, in chunks of 8 images or more. col2im and
-# the extra transpose of gy it needs, against col2im alone (one thread, best
-# of 300): LeNet conv2 (OW = 10) at batch 64: 0.151 + 0.029 vs 0.233 ms, at
-# batch 8: 0.016 + 0.004 vs 0.027; 3x3 convs at 7x7 (512 channels, batch 8):
-# 0.490 + 0.056 vs 1.060; at 14x14 (128 channels, batch 8): 0.292 + 0.056 vs
-# 0.559. Slower at OW = 20 (0.351 + 0.057 vs 0.369), at stride 2 and in
-# chunks of 4 images (14x14, 256 channels: 0.460 + 0.167 vs 0.547).
+# add loop's 16-wide vector body, in chunks of 4 images or more. col2im plus
+# the transpose of gy it needs, against col2im alone (one thread, best of
+# 300, quiet): LeNet conv2 (OW = 10) at batch 64: 0.146 + 0.029 vs 0.233
+# ms; 3x3 convs at 7x7 (512 channels, 4 images): 0.288 + 0.048 vs 0.548, at
+# 14x14 (256 channels, 4 images): 0.330 + 0.097 vs 0.541; GoogLeNet's 5x5
+# at 7x7 (48 channels, 4 images): 0.055 + 0.012 vs 0.128. Slower with 2
+# images (14x14: 0.226 + 0.073 vs 0.277), at OW = 20 (0.347 + 0.056 vs
+# 0.368) and at stride 2.
 INTERLEAVED_BELOW_OW = 16
-INTERLEAVED_FROM_IMAGES = 8
+INTERLEAVED_FROM_IMAGES = 4
 
 # kernel size, stride, padding on each side, dilation and output size of one conv2d call
 Geometry = namedtuple("Geometry", "kh kw sh sw pad_top pad_bottom pad_left pad_right dh dw OH OW")
