@@ -225,6 +225,7 @@ SHORT_POOL_ROW = 12
 
 
 def _max_pool_cpu(planes, y, argmax, *window):
+    """The CPU max-pool forward for these output rows (see SHORT_POOL_ROW)."""
     kernel = max_pool_forward if y.shape[2] >= SHORT_POOL_ROW else max_pool_forward_windows
     kernel(planes, y, argmax, *window)
 
