@@ -28,20 +28,27 @@ def pad_images(x, geo):
     return np.pad(x, ((0, 0), (0, 0), (geo.pad_top, geo.pad_bottom), (geo.pad_left, geo.pad_right)))
 
 
-def im2col_naive(x, geo):
-    """col (C*kh*kw, N*OH*OW) from its definition, one element at a time."""
-    N, C, H, W = x.shape
-    xpad = pad_images(x, geo)
+def column_entries(N, C, geo):
+    """Every (r, m, pixel) of the definition: col[r, m] is padded pixel
+    pixel = (n, c, h, w) of xpad, in the order of the loops below."""
     L = geo.OH * geo.OW
-    col = np.empty((C * geo.kh * geo.kw, N * L), dtype=x.dtype)
     for n in range(N):
         for c in range(C):
             for p in range(geo.kh):
                 for q in range(geo.kw):
                     for i in range(geo.OH):
                         for j in range(geo.OW):
-                            col[(c * geo.kh + p) * geo.kw + q, n * L + i * geo.OW + j] = \
-                                xpad[n, c, i * geo.sh + p * geo.dh, j * geo.sw + q * geo.dw]
+                            yield ((c * geo.kh + p) * geo.kw + q, n * L + i * geo.OW + j,
+                                   (n, c, i * geo.sh + p * geo.dh, j * geo.sw + q * geo.dw))
+
+
+def im2col_naive(x, geo):
+    """col (C*kh*kw, N*OH*OW) from its definition, one element at a time."""
+    N, C, H, W = x.shape
+    xpad = pad_images(x, geo)
+    col = np.empty((C * geo.kh * geo.kw, N * geo.OH * geo.OW), dtype=x.dtype)
+    for r, m, pixel in column_entries(N, C, geo):
+        col[r, m] = xpad[pixel]
     return col
 
 
@@ -49,16 +56,9 @@ def col2im_naive(col, x_shape, geo):
     """x (N, C, H, W) from col (C*kh*kw, N*OH*OW), one entry at a time: each
     entry is added to the pixel im2col_naive copied it from (padding dropped)."""
     N, C, H, W = x_shape
-    L = geo.OH * geo.OW
     xpad = pad_images(np.zeros(x_shape, dtype=col.dtype), geo)
-    for n in range(N):
-        for c in range(C):
-            for p in range(geo.kh):
-                for q in range(geo.kw):
-                    for i in range(geo.OH):
-                        for j in range(geo.OW):
-                            xpad[n, c, i * geo.sh + p * geo.dh, j * geo.sw + q * geo.dw] += \
-                                col[(c * geo.kh + p) * geo.kw + q, n * L + i * geo.OW + j]
+    for r, m, pixel in column_entries(N, C, geo):
+        xpad[pixel] += col[r, m]
     return xpad[:, :, geo.pad_top:geo.pad_top + H, geo.pad_left:geo.pad_left + W]
 
 
