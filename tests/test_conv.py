@@ -5,8 +5,9 @@ Oracles, none of them the fast code's own output:
   strides, paddings (ints, pairs, "same", "valid"), dilations and groups;
 * backward: conv2d_naive_backward (the chain rule written as loops) on drawn
   cases, and minidl.gradcheck (float64 central differences) for every option;
-* im2col: im2col_naive (its definition as loops); col2im: the adjoint
-  identity <im2col(x), c> == <x, col2im(c)>;
+* im2col: im2col_naive (its definition as loops); col2im and
+  col2im_interleaved: col2im_naive (the same loops, adding), and the
+  adjoint identity <im2col(x), c> == <x, col2im(c)>;
 * output sizes: PyTorch's formula, written here; padding="same": an explicit
   np.pad with the extra row/column at the bottom/right.
 """
