@@ -250,10 +250,12 @@ def col2im(col, x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
 # the add loop's 16-wide vector body. With the chunk's images interleaved
 # in col (image index innermost, the layout of Krizhevsky's cuda-convnet)
 # each output row of a window is one run of OW*N values instead of N runs
-# of OW. conv.py uses it for grad x of large chunks on the CPU (it must move
-# gy into that layout first, see Conv2d.backward); im2col keeps the layout
-# above, which the forward GEMM's output needs (moving y out of the
-# interleaved layout cost what im2col saved).
+# of OW. conv.py uses it on the CPU for grad x of stride-1 convs with short
+# rows, in chunks of several images (it moves gy into that layout first:
+# Conv2d.backward, INTERLEAVED_BELOW_OW); im2col keeps the layout above,
+# which the forward GEMM's output needs (moving y out of the interleaved
+# layout cost what im2col saved). There is no CUDA twin: a GPU thread per
+# pixel gathers its terms whatever the layout.
 @njit
 def col2im_interleaved(col, x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
     """col2im from the interleaved layout, col (C*kh*kw, OH*OW*N):
