@@ -9,9 +9,10 @@ For each case: forward+backward (gradients of input, weight and bias) time,
 its GFLOP/s (3 GEMMs of 2*N*O*C_g*kh*kw*OH*OW flops), the ratio to the SGEMM
 peak measured in the same run (a 2048^3 float32 matmul), and the share of
 that time spent inside im2col + col2im (and the move of gy that
-col2im_interleaved needs; timed by wrapping them, as `minidl bench` does). Times are the best of REPEATS runs; the median
-is printed too. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from the
-environment before NumPy loads OpenBLAS (they select a slower kernel).
+col2im_interleaved needs; timed by wrapping them, as `minidl bench`
+does). Times are the best of REPEATS runs; the median is printed too.
+OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from the environment
+before NumPy loads OpenBLAS (they select a slower kernel).
 
 Measured here: 2 cores (AMD EPYC, AVX-512; OpenBLAS 0.3.31, SkylakeX
 kernel), shared with about five other engineers' jobs that kept both cores
