@@ -309,8 +309,10 @@ def test_col2im_matches_its_loops(images, data):
 @settings(max_examples=15, deadline=None)
 def test_col2im_interleaved_matches_the_loops(images, data):
     """col2im_interleaved on the images-innermost layout, (K, L*N): the same
-    bits as col2im_naive on the same entries laid out (K, N*L)."""
+    bits as col2im_naive on the same entries laid out (K, N*L), at column
+    stride 1 (the only one it takes) and drawn row strides."""
     case = data.draw(conv_cases(images=images))
+    case["stride"] = (pair(case["stride"])[0], 1)
     _, geo = naive(case)
     x, L = case["x"], geo.OH * geo.OW
     c = randn((x.shape[1] * geo.kh * geo.kw, images * L), seed=6)          # (K, N*L)
@@ -318,6 +320,13 @@ def test_col2im_interleaved_matches_the_loops(images, data):
     gx = np.full_like(x, np.nan)
     cols.col2im_interleaved(interleaved, gx, *cols.im2col_args(geo))
     np.testing.assert_array_equal(gx, cols.col2im_naive(c, x.shape, geo))
+
+
+def test_col2im_interleaved_refuses_a_column_stride():
+    geo = conv.conv_geometry((4, 2, 9, 9), (3, 2, 3, 3), stride=(1, 2))
+    col = np.zeros((2 * 9, geo.OH * geo.OW * 4))
+    with pytest.raises(ValueError, match="column stride must be 1"):
+        cols.col2im_interleaved(col, np.empty((4, 2, 9, 9)), *cols.im2col_args(geo))
 
 
 @given(case=conv_cases())
