@@ -68,7 +68,7 @@ was taken is said beside it):
   7% faster on LeNet conv2, AlexNet conv1 and Inception 5x5, 17% on
   ResNet-50's 7x7 3x3 conv, equal on ResNet 3x3.
 * Grad x of a chunk of images with short rows (stride 1, OW < 16, at
-  least 4 images: LeNet conv2, ResNet's 14x14 and 7x7 stages) goes through
+  least 2 images: LeNet conv2, ResNet's 14x14 and 7x7 stages) goes through
   col2im_interleaved: gY is first moved to (O*L, nb), the images innermost,
   so that gcol = w.T @ gY comes out (K, L*nb) and col2im adds runs of
   OW*nb values instead of nb runs of OW (ops/im2col.py). The forward keeps
@@ -105,16 +105,18 @@ SHORT_OUTPUT = 128
 # per group, and as gY @ col.T from it on (the reasons: Conv2d.backward).
 GW_TRANSPOSED_BELOW = 128
 # Grad x takes col2im_interleaved for stride-1 output rows shorter than the
-# add loop's 16-wide vector body, in chunks of 4 images or more. col2im plus
+# add loop's 16-wide vector body, in chunks of 2 images or more. col2im plus
 # the transpose of gy it needs, against col2im alone (one thread, best of
-# 300, quiet): LeNet conv2 (OW = 10) at batch 64: 0.146 + 0.029 vs 0.233
-# ms; 3x3 convs at 7x7 (512 channels, 4 images): 0.288 + 0.048 vs 0.548, at
-# 14x14 (256 channels, 4 images): 0.330 + 0.097 vs 0.541; GoogLeNet's 5x5
-# at 7x7 (48 channels, 4 images): 0.055 + 0.012 vs 0.128. Slower with 2
-# images (14x14: 0.226 + 0.073 vs 0.277), at OW = 20 (0.347 + 0.056 vs
-# 0.368) and at stride 2.
+# 300, quiet): LeNet conv2 (OW = 10) at batch 64: 0.132 + 0.029 vs 0.232
+# ms; 3x3 convs at 7x7 (512 channels, 4 images): 0.211 + 0.048 vs 0.550, at
+# 14x14 (256 channels, 4 images): 0.230 + 0.096 vs 0.547, with 2 images:
+# 0.154 + 0.073 vs 0.279; GoogLeNet's 5x5 at 7x7 (48 channels, 4 images):
+# 0.044 + 0.012 vs 0.128. Slower at OW = 20 (0.217 + 0.099 vs 0.287). It
+# also won alone on Inception 5x5 (OW = 28: 0.091 + 0.048 vs 0.167) but
+# not in the whole conv (equal in 10 interleaved rounds), so the rule
+# stays OW < 16.
 INTERLEAVED_BELOW_OW = 16
-INTERLEAVED_FROM_IMAGES = 4
+INTERLEAVED_FROM_IMAGES = 2
 
 # kernel size, stride, padding on each side, dilation and output size of one conv2d call
 Geometry = namedtuple("Geometry", "kh kw sh sw pad_top pad_bottom pad_left pad_right dh dw OH OW")
