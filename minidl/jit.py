@@ -2,9 +2,15 @@
 
 ``njit`` is ``numba.njit(cache=True)``: compiled machine code is written to
 disk, so only the first run on a machine pays the compile time. The cache
-goes to ``$NUMBA_CACHE_DIR`` if set, else to ``~/.cache/minidl/numba``
+goes under ``$NUMBA_CACHE_DIR`` if set, else under ``~/.cache/minidl/numba``
 (``$MINIDL_CACHE_DIR`` overrides) — a writable place even when minidl is
-installed read-only in site-packages.
+installed read-only in site-packages — in a folder named by a hash of
+minidl's own source files, ``minidl-<hash>``. Numba checks that the file
+of a cached function is unchanged, but not the files of the helpers it
+compiled in: pool.py's kernels inline im2col.py's row loops, so after an
+edit of im2col.py they would still run the old loops from the cache. A
+new hash is a new, empty folder: any edit recompiles every kernel once
+(a few seconds). The folders of the last KEPT_CACHES sources are kept.
 
 Threading layer: ``workqueue`` unless ``$NUMBA_THREADING_LAYER`` says
 otherwise. With the default OpenMP layer, libgomp's threads spin after each
@@ -15,17 +21,58 @@ two Python threads at once (minidl's DataLoader threads run only the
 transforms, which use scipy, never these kernels).
 """
 import functools
+import glob
+import hashlib
 import os
+import re
+import shutil
 
-_default = os.path.join(os.environ.get("MINIDL_CACHE_DIR")
-                        or os.path.join(os.path.expanduser("~"), ".cache", "minidl"), "numba")
-os.environ.setdefault("NUMBA_CACHE_DIR", _default)
+KEPT_CACHES = 3
+PREFIX = "minidl-"                      # names the cache folders this module makes
+
+
+def source_hash():
+    """Hash of every .py file of the package, names and contents (a few ms)."""
+    root = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha1()
+    for path in sorted(glob.glob(os.path.join(root, "**", "*.py"), recursive=True)):
+        digest.update(os.path.relpath(path, root).encode())
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
+def cache_dir():
+    """The folder of this source's compiled kernels (see the module docstring).
+    A NUMBA_CACHE_DIR that a parent minidl process set ends in its own
+    minidl-<hash>: that part is dropped, so the child uses its own."""
+    base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
+        os.environ.get("MINIDL_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "minidl"),
+        "numba")
+    if re.fullmatch(PREFIX + "[0-9a-f]{16}", os.path.basename(os.path.normpath(base))):
+        base = os.path.dirname(os.path.normpath(base))
+    return os.path.join(base, PREFIX + source_hash())
+
+
+def prune_old_caches(current, keep=KEPT_CACHES):
+    """Delete all but the ``keep`` most recently used minidl-<hash> folders beside ``current``."""
+    folders = glob.glob(os.path.join(os.path.dirname(current), PREFIX + "*"))
+    folders.sort(key=lambda f: (f == current, os.path.getmtime(f)), reverse=True)
+    for old in folders[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+CACHE_DIR = cache_dir()
+if not os.path.isdir(CACHE_DIR):        # a source not seen before: make room for its kernels
+    os.makedirs(CACHE_DIR, exist_ok=True)
+    prune_old_caches(CACHE_DIR)
+os.environ["NUMBA_CACHE_DIR"] = CACHE_DIR   # Numba re-reads NUMBA_* at each compilation
 os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
-import numba  # noqa: E402  (after NUMBA_CACHE_DIR is set)
+import numba  # noqa: E402  (after the NUMBA_* variables are set)
 
-if not numba.config.CACHE_DIR:          # numba was imported before minidl
-    numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+numba.config.CACHE_DIR = CACHE_DIR      # also when numba was imported before minidl
+if not numba.config.THREADING_LAYER or numba.config.THREADING_LAYER == "default":
     numba.config.THREADING_LAYER = os.environ["NUMBA_THREADING_LAYER"]
 
 njit = functools.partial(numba.njit, cache=True)
