@@ -56,16 +56,26 @@ def cache_dir():
 
 def prune_old_caches(current, keep=KEPT_CACHES):
     """Delete all but the ``keep`` most recently used minidl-<hash> folders beside ``current``."""
+    def last_used(folder):
+        try:
+            return os.path.getmtime(folder)
+        except OSError:                 # removed meanwhile by another process
+            return 0.0
+
     folders = glob.glob(os.path.join(os.path.dirname(current), PREFIX + "*"))
-    folders.sort(key=lambda f: (f == current, os.path.getmtime(f)), reverse=True)
+    folders.sort(key=lambda f: (f == current, last_used(f)), reverse=True)
     for old in folders[keep:]:
         shutil.rmtree(old, ignore_errors=True)
 
 
 CACHE_DIR = cache_dir()
-if not os.path.isdir(CACHE_DIR):        # a source not seen before: make room for its kernels
-    os.makedirs(CACHE_DIR, exist_ok=True)
-    prune_old_caches(CACHE_DIR)
+try:
+    if not os.path.isdir(CACHE_DIR):    # a source not seen before: make room for its kernels
+        os.makedirs(CACHE_DIR, exist_ok=True)
+        prune_old_caches(CACHE_DIR)
+    os.utime(CACHE_DIR)                 # marks it used, for prune_old_caches
+except OSError:                         # not writable: Numba says so when it compiles
+    pass
 os.environ["NUMBA_CACHE_DIR"] = CACHE_DIR   # Numba re-reads NUMBA_* at each compilation
 os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 

@@ -88,3 +88,15 @@ def test_prune_keeps_the_current_and_the_most_recent_folders(tmp_path):
     jit.prune_old_caches(str(current), keep=3)
     assert sorted(os.listdir(tmp_path)) == sorted([folders[0].name, folders[1].name,
                                                    current.name, other.name])
+
+
+def test_an_unwritable_cache_folder_does_not_stop_the_import(tmp_path):
+    """Numba then caches where it can (or compiles at every start): minidl still runs."""
+    site, home = copy_package(tmp_path), tmp_path / "home"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code = ("import numpy as np, minidl, minidl.nn.functional as F;"
+            "x = minidl.Tensor(np.ones((1, 2, 5, 5), np.float32), requires_grad=True);"
+            "F.conv2d(x, minidl.Tensor(np.ones((3, 2, 3, 3), np.float32))).sum().backward();"
+            "print(float(x.grad.data.sum()))")
+    assert float(run_python(code, site, home, MINIDL_CACHE_DIR=str(blocker / "cache"))) == 2 * 3 * 9 * 9
