@@ -105,7 +105,8 @@ SHORT_OUTPUT = 128
 # per group, and as gY @ col.T from it on (the reasons: Conv2d.backward).
 GW_TRANSPOSED_BELOW = 128
 # Grad x takes col2im_interleaved for stride-1 output rows shorter than the
-# add loop's 16-wide vector body, in chunks of 2 images or more. col2im plus
+# add loop's vector body (16 floats on AVX-512, where these figures come
+# from; 32 on AVX2), in chunks of 2 images or more. col2im plus
 # the transpose of gy it needs, against col2im alone (one thread, best of
 # 300, quiet): LeNet conv2 (OW = 10) at batch 64: 0.132 + 0.029 vs 0.232
 # ms; 3x3 convs at 7x7 (512 channels, 4 images): 0.211 + 0.048 vs 0.550, at

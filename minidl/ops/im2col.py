@@ -172,7 +172,8 @@ def _to_phase_planes(x, ph, pw, Hp, sw, Wq):
 # So the first OH - dh rows of window (c, p, q) are rows dh.. of window
 # (c, p - 1, q), already in col: ONE copy of (OH - dh)*OW values instead of
 # OH - dh copies of OW. It pays where a row is too short for the copy loop's
-# 16-wide vector body (one thread, 4 MB of columns, 3x3 kernels unless said):
+# vector body (16 floats on AVX-512, where this was measured; 32 on AVX2,
+# 8 x 4; one thread, 4 MB of columns, 3x3 kernels unless said):
 # OW = 4, 7, 14, 16, 20: 9-17% faster; LeNet conv2 (OW = 10, 5x5): 27%
 # (0.204 -> 0.148 ms); OW = 28 and 40: 36% and 12% slower.
 SHORT_ROW = 20
@@ -240,15 +241,15 @@ def col2im(col, x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
 
 
 # col2im adds runs of OW values: 10 on LeNet conv2, all of them shorter than
-# the add loop's 16-wide vector body. With the chunk's images interleaved
-# in col (image index innermost, the layout of Krizhevsky's cuda-convnet)
-# each output row of a window is one run of OW*N values instead of N runs
-# of OW. conv.py uses it on the CPU for grad x of stride-1 convs with short
-# rows, in chunks of several images (it moves gy into that layout first:
-# Conv2d.backward, INTERLEAVED_BELOW_OW); im2col keeps the layout above,
-# which the forward GEMM's output needs (moving y out of the interleaved
-# layout cost what im2col saved). There is no CUDA twin: a GPU thread per
-# pixel gathers its terms whatever the layout.
+# the add loop's vector body (16 floats on AVX-512, 32 on AVX2). With the
+# chunk's images interleaved in col (image index innermost, the layout of
+# Krizhevsky's cuda-convnet) each output row of a window is one run of
+# OW*N values instead of N runs of OW. conv.py uses it on the CPU for grad
+# x of stride-1 convs with short rows, in chunks of several images (it
+# moves gy into that layout first: Conv2d.backward, INTERLEAVED_BELOW_OW);
+# im2col keeps the layout above, which the forward GEMM's output needs
+# (moving y out of the interleaved layout cost what im2col saved). There is
+# no CUDA twin: a GPU thread per pixel gathers its terms whatever the layout.
 @njit
 def col2im_interleaved(col, x, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW):
     """col2im from the interleaved layout, col (C*kh*kw, OH*OW*N):
