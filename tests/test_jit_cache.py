@@ -2,6 +2,7 @@
 when minidl is installed read-only in site-packages, in a folder named by a
 hash of the package's sources, so that an edited helper is never run stale
 from the cache (minidl/jit.py)."""
+import json
 import os
 import re
 import shutil
@@ -33,14 +34,18 @@ def run_python(code, site, home, **extra_env):
     return out.stdout
 
 
+# a conv2d forward + backward; prints the sum of grad x, then Numba's cache folder
+CONV_GRAD = ("import numpy as np, minidl, minidl.nn.functional as F, numba;"
+             "x = minidl.Tensor(np.ones((1, 2, 5, 5), np.float32), requires_grad=True);"
+             "F.conv2d(x, minidl.Tensor(np.ones((3, 2, 3, 3), np.float32))).sum().backward();"
+             "print(float(x.grad.data.sum())); print(numba.config.CACHE_DIR)")
+CONV_GRAD_SUM = 9 * 3 * 9 * 2          # 3x3 outputs x 3 out channels x 9 taps x 2 in channels
+
+
 def test_cache_goes_to_the_user_cache_dir_not_the_package(tmp_path):
     site, home = copy_package(tmp_path), tmp_path / "home"
-    code = ("import numpy as np, minidl, minidl.nn.functional as F;"
-            "x = minidl.Tensor(np.ones((1, 2, 5, 5), np.float32), requires_grad=True);"
-            "F.conv2d(x, minidl.Tensor(np.ones((3, 2, 3, 3), np.float32))).sum().backward();"
-            "import numba; print(numba.config.CACHE_DIR)")
     cache = home / ".cache" / "minidl" / "numba" / ("minidl-" + jit.source_hash())
-    assert run_python(code, site, home).strip() == str(cache)
+    assert run_python(CONV_GRAD, site, home).split() == [str(float(CONV_GRAD_SUM)), str(cache)]
     cached = [f for _, _, files in os.walk(cache) for f in files if f.endswith((".nbi", ".nbc"))]
     assert cached, "no Numba cache files were written to the user cache dir"
     in_package = [f for _, _, files in os.walk(site) for f in files if f.endswith(".nbi")]
@@ -53,17 +58,21 @@ POOL_GRAD = ("import numpy as np, minidl, minidl.nn.functional as F;"
              "F.avg_pool2d(x, 2, 1).sum().backward(); print(x.grad.data.ravel().tolist())")
 
 
+def pool_grad(site, home):
+    return json.loads(run_python(POOL_GRAD, site, home))
+
+
 def test_an_edited_helper_is_not_run_from_the_cache(tmp_path):
     """Numba alone would rerun pool.py's cached kernel with the old helper."""
     site, home = copy_package(tmp_path), tmp_path / "home"
     counts = [1, 2, 2, 1, 2, 4, 4, 2, 2, 4, 4, 2, 1, 2, 2, 1]   # windows over each pixel
-    assert eval(run_python(POOL_GRAD, site, home)) == [c / 4 for c in counts]
+    assert pool_grad(site, home) == [c / 4 for c in counts]
     helpers = site / "minidl" / "ops" / "im2col.py"
     source = helpers.read_text()
     zero = "        dst[np.uint64(start + j)] = 0\n"
     assert source.count(zero) == 1, "the test's edit no longer applies: update it"
     helpers.write_text(source.replace(zero, zero.replace("= 0", "= 7")))   # 'zero' fills 7
-    assert eval(run_python(POOL_GRAD, site, home)) == [7 + c / 4 for c in counts]
+    assert pool_grad(site, home) == [7 + c / 4 for c in counts]
     folders = os.listdir(home / ".cache" / "minidl" / "numba")
     assert len(folders) == 2 and all(re.fullmatch("minidl-[0-9a-f]{16}", f) for f in folders)
 
@@ -95,8 +104,5 @@ def test_an_unwritable_cache_folder_does_not_stop_the_import(tmp_path):
     site, home = copy_package(tmp_path), tmp_path / "home"
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    code = ("import numpy as np, minidl, minidl.nn.functional as F;"
-            "x = minidl.Tensor(np.ones((1, 2, 5, 5), np.float32), requires_grad=True);"
-            "F.conv2d(x, minidl.Tensor(np.ones((3, 2, 3, 3), np.float32))).sum().backward();"
-            "print(float(x.grad.data.sum()))")
-    assert float(run_python(code, site, home, MINIDL_CACHE_DIR=str(blocker / "cache"))) == 2 * 3 * 9 * 9
+    out = run_python(CONV_GRAD, site, home, MINIDL_CACHE_DIR=str(blocker / "cache"))
+    assert float(out.split()[0]) == CONV_GRAD_SUM
