@@ -29,6 +29,7 @@ import shutil
 
 KEPT_CACHES = 3
 PREFIX = "minidl-"                      # names the cache folders this module makes
+CACHE_FOLDER = re.compile(PREFIX + "[0-9a-f]{16}")   # minidl-<source_hash()>
 
 
 def source_hash():
@@ -49,7 +50,7 @@ def cache_dir():
     base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
         os.environ.get("MINIDL_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "minidl"),
         "numba")
-    if re.fullmatch(PREFIX + "[0-9a-f]{16}", os.path.basename(os.path.normpath(base))):
+    if CACHE_FOLDER.fullmatch(os.path.basename(os.path.normpath(base))):
         base = os.path.dirname(os.path.normpath(base))
     return os.path.join(base, PREFIX + source_hash())
 
@@ -62,7 +63,8 @@ def prune_old_caches(current, keep=KEPT_CACHES):
         except OSError:                 # removed meanwhile by another process
             return 0.0
 
-    folders = glob.glob(os.path.join(os.path.dirname(current), PREFIX + "*"))
+    folders = [f for f in glob.glob(os.path.join(os.path.dirname(current), PREFIX + "*"))
+               if CACHE_FOLDER.fullmatch(os.path.basename(f))]
     folders.sort(key=lambda f: (f == current, last_used(f)), reverse=True)
     for old in folders[keep:]:
         shutil.rmtree(old, ignore_errors=True)
