@@ -22,12 +22,13 @@ setup(
               "minidl.testing", "minidl.kernels", "minidl.bench", "minidl.distributed"],
     package_dir={"minidl.kernels": "kernels"},
     package_data={"minidl.kernels": ["*.cu", "*.h"], "minidl.testing": ["*.h"]},
-    install_requires=["numpy>=1.23", "numba>=0.57"],
+    install_requires=["numpy>=1.23", "numba>=0.57",
+                      "threadpoolctl>=3"],   # sets the BLAS threads (ops/parallel.py)
     extras_require={
         "train": TRAIN,
         "gpu": GPU,
         "test": TEST,
-        "bench": TRAIN + ["threadpoolctl>=3"],
+        "bench": TRAIN,
         "dist": DIST,
     },
     entry_points={"console_scripts": ["minidl = minidl.cli:main"]},

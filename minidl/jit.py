@@ -1,7 +1,9 @@
 """Numba set-up shared by every CPU kernel.
 
-``njit`` is ``numba.njit(cache=True)``: compiled machine code is written to
-disk, so only the first run on a machine pays the compile time. The cache
+``njit`` is ``numba.njit(cache=True, nogil=True)``. nogil: the compiled
+loops release the GIL, so conv2d's workers (ops/parallel.py) run them on
+several cores at once. cache: compiled machine code is written to disk, so
+only the first run on a machine pays the compile time. The cache
 goes under ``$NUMBA_CACHE_DIR`` if set, else under ``~/.cache/minidl/numba``
 (``$MINIDL_CACHE_DIR`` overrides) — a writable place even when minidl is
 installed read-only in site-packages — in a folder named by a hash of
@@ -87,5 +89,5 @@ numba.config.CACHE_DIR = CACHE_DIR      # also when numba was imported before mi
 if not numba.config.THREADING_LAYER or numba.config.THREADING_LAYER == "default":
     numba.config.THREADING_LAYER = os.environ["NUMBA_THREADING_LAYER"]
 
-njit = functools.partial(numba.njit, cache=True)
+njit = functools.partial(numba.njit, cache=True, nogil=True)
 prange = numba.prange

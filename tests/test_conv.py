@@ -17,7 +17,7 @@ from hypothesis import given, settings, strategies as st
 
 import minidl
 import minidl.nn.functional as F
-from minidl.ops import conv
+from minidl.ops import conv, parallel
 from minidl.ops import im2col as cols
 
 DTYPES = [np.float32, np.float64]
@@ -388,11 +388,14 @@ def test_chunked_equals_unchunked(monkeypatch, kwargs):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("weight_grad", [True, False])
-def test_small_columns_are_kept_for_grad_w(monkeypatch, weight_grad):
-    """One chunk of columns and grad w needed: im2col runs once, in forward,
-    and backward (also a second one, with retain_graph) gets the naive
+def test_small_columns_are_kept_for_grad_w(monkeypatch, weight_grad, workers):
+    """Small columns (the whole batch's fit in COL_CHUNK_BYTES) and grad w
+    needed: im2col runs once per chunk (one chunk per worker), in forward
+    only, and backward (also a second one, with retain_graph) gets the naive
     gradients. Without grad w nothing is kept."""
+    monkeypatch.setattr(parallel, "cpu_workers", lambda: workers)
     calls = []
     real_im2col = conv._im2col
     monkeypatch.setattr(conv, "_im2col", lambda *a: calls.append(1) or real_im2col(*a))
@@ -400,9 +403,10 @@ def test_small_columns_are_kept_for_grad_w(monkeypatch, weight_grad):
     xt, wt = minidl.Tensor(x, requires_grad=True), minidl.Tensor(w, requires_grad=weight_grad)
     y = F.conv2d(xt, wt, stride=(1, 2), padding=1, groups=2)
     assert (y.creator.kept is not None) == weight_grad
+    assert len(calls) == workers                         # chunks (0, 3), or (0, 2) and (2, 3)
     gy = randn(y.shape, seed=2)
     y.backward(gy, retain_graph=True)
-    assert len(calls) == 1                               # forward only: backward reuses or needs none
+    assert len(calls) == workers                         # backward reuses the columns or needs none
     geo = conv.conv_geometry(x.shape, w.shape, stride=(1, 2), padding=1, groups=2)
     gx, gw, _ = conv.conv2d_naive_backward(x, w, gy, geo, 2)
     np.testing.assert_allclose(xt.grad.data, gx, rtol=1e-10, atol=1e-10)
@@ -410,7 +414,7 @@ def test_small_columns_are_kept_for_grad_w(monkeypatch, weight_grad):
         np.testing.assert_allclose(wt.grad.data, gw, rtol=1e-10, atol=1e-10)
         y.backward(gy)                                   # the kept columns serve again
         np.testing.assert_allclose(wt.grad.data, 2 * gw, rtol=1e-10, atol=1e-10)
-        assert len(calls) == 1
+        assert len(calls) == workers
 
 
 def test_columns_are_not_kept_under_no_grad_or_when_chunked(monkeypatch):
@@ -427,13 +431,20 @@ def test_columns_are_not_kept_under_no_grad_or_when_chunked(monkeypatch):
     np.testing.assert_allclose(w.grad.data, gw, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("workers, recomputed", [
+    (1, {"nothing": 2, "another conv": 3, "a second backward": 3}),
+    # parts [(0, 1)] and [(1, 2), (2, 3)]: each worker's last chunk is in its thread's
+    # workspace; another conv runs on this thread only, and backward's gcol takes both
+    (2, {"nothing": 1, "another conv": 2, "a second backward": 3})])
 @pytest.mark.parametrize("between", ["nothing", "another conv", "a second backward"])
 def test_backward_takes_forwards_last_chunk_from_the_workspace_only_if_still_there(
-        monkeypatch, between):
-    """Three chunks of one image, grad w needed: forward's last chunk is
-    still in the workspace, so backward computes only the other two again --
-    unless another conv (or a first backward, retain_graph) used the
-    workspace in between; the gradients are the loops' either way."""
+        monkeypatch, between, workers, recomputed):
+    """Three chunks of one image, grad w needed: the last chunk of each
+    worker's forward is still in its thread's workspace, so backward
+    computes only the others again -- unless another conv (or a first
+    backward, retain_graph) used that workspace in between; the gradients
+    are the loops' either way."""
+    monkeypatch.setattr(parallel, "cpu_workers", lambda: workers)
     calls = []
     real_im2col = conv._im2col
     monkeypatch.setattr(conv, "_im2col", lambda *a: calls.append(a[0].shape[0]) or real_im2col(*a))
@@ -444,35 +455,34 @@ def test_backward_takes_forwards_last_chunk_from_the_workspace_only_if_still_the
     gy = randn(y.shape, seed=2)
     geo = conv.conv_geometry(x.shape, w.shape, padding=1)
     gx, gw, _ = conv.conv2d_naive_backward(x, w, gy, geo, 1)
-    recomputed = 2
     if between == "another conv":                            # fills the workspace with its own columns
         F.conv2d(minidl.Tensor(randn((1, 3, 7, 7), seed=3)), minidl.Tensor(randn((2, 3, 3, 3), seed=4)))
-        recomputed = 3
     if between == "a second backward":
         y.backward(gy, retain_graph=True)
-        gx, gw, recomputed = 2 * gx, 2 * gw, 3
+        gx, gw = 2 * gx, 2 * gw
     calls.clear()
     y.backward(gy)
-    assert len(calls) == recomputed
+    assert len(calls) == recomputed[between]
     np.testing.assert_allclose(xt.grad.data, gx, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(wt.grad.data, gw, rtol=1e-10, atol=1e-10)
 
 
-@given(case=conv_cases(max_n=5), images_per_chunk=st.integers(1, 4), weight_grad=st.booleans(),
-       gw_transposed=st.booleans(), interleaved=st.booleans())
-@settings(max_examples=50, deadline=None)
-def test_any_chunking_matches_naive_backward(case, images_per_chunk, weight_grad, gw_transposed,
-                                             interleaved):
-    """Chunks of 1-4 images (one GEMM each, images side by side), columns kept
-    (one chunk, grad w needed) or recomputed, grad w as col @ gY.T or as
-    gY @ col.T, grad x through col2im or (stride 1) col2im_interleaved:
-    always the loops' gradients."""
+@given(case=conv_cases(max_n=5), images_per_chunk=st.integers(1, 4), workers=st.integers(1, 3),
+       weight_grad=st.booleans(), gw_transposed=st.booleans(), interleaved=st.booleans())
+@settings(max_examples=60, deadline=None)
+def test_any_chunking_matches_naive_backward(case, images_per_chunk, workers, weight_grad,
+                                             gw_transposed, interleaved):
+    """Chunks of 1-4 images (one GEMM each, images side by side) shared
+    between 1-3 workers, columns kept (small, grad w needed) or recomputed,
+    grad w as col @ gY.T or as gY @ col.T, grad x through col2im or
+    (stride 1) col2im_interleaved: always the loops' gradients."""
     _, geo = naive(case)
     per_image = case["x"].shape[1] * geo.kh * geo.kw * geo.OH * geo.OW * 8    # float64 columns
     default, conv.COL_CHUNK_BYTES = conv.COL_CHUNK_BYTES, images_per_chunk * per_image
     default_gw, conv.GW_TRANSPOSED_BELOW = conv.GW_TRANSPOSED_BELOW, 10**9 if gw_transposed else 1
     default_il = conv.INTERLEAVED_BELOW_OW, conv.INTERLEAVED_FROM_IMAGES
     conv.INTERLEAVED_BELOW_OW, conv.INTERLEAVED_FROM_IMAGES = (10**9, 1) if interleaved else (0, 1)
+    default_workers, parallel.cpu_workers = parallel.cpu_workers, lambda: workers
     try:
         x = minidl.Tensor(case["x"], requires_grad=True)
         w = minidl.Tensor(case["weight"], requires_grad=weight_grad)
@@ -483,6 +493,7 @@ def test_any_chunking_matches_naive_backward(case, images_per_chunk, weight_grad
     finally:
         conv.COL_CHUNK_BYTES, conv.GW_TRANSPOSED_BELOW = default, default_gw
         conv.INTERLEAVED_BELOW_OW, conv.INTERLEAVED_FROM_IMAGES = default_il
+        parallel.cpu_workers = default_workers
     gx, gw, gb = conv.conv2d_naive_backward(case["x"], case["weight"], gy, geo, case["groups"])
     np.testing.assert_allclose(y.data, naive(case)[0], rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(x.grad.data, gx, rtol=1e-10, atol=1e-10)
@@ -503,7 +514,9 @@ def test_grad_x_through_col2im_interleaved_at_the_real_thresholds(monkeypatch, i
                                                                     interleaved, weight_grad):
     """A 3x3 conv at stride 1 (OW = width - 2) takes col2im_interleaved
     exactly when its chunk has enough images and short enough rows; the
-    gradients are the loops' either way."""
+    gradients are the loops' either way. (One worker: the whole batch is one
+    chunk.)"""
+    monkeypatch.setattr(parallel, "cpu_workers", lambda: 1)
     calls = []
     real = conv._col2im
     monkeypatch.setattr(conv, "_col2im", lambda *a, interleaved=False: calls.append(interleaved)

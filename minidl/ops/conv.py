@@ -89,6 +89,7 @@ import numpy as np
 
 from .. import cuda
 from ..backend import get_array_module
+from . import parallel
 from .args import pair
 from .im2col import (col2im, col2im_gpu, col2im_interleaved, im2col, im2col_args, im2col_gpu,
                      images_last, pad_images)
@@ -236,10 +237,16 @@ class Conv2d(Function):
         self.plain_gemm = (geo.kh, geo.kw, geo.sh, geo.sw, geo.dh, geo.dw) == (1,) * 6 and \
             (geo.pad_top, geo.pad_bottom, geo.pad_left, geo.pad_right) == (0,) * 4
 
-    def _chunks(self, x):
+    def _workers(self, x):
+        """W: how many workers share the batch (ops/parallel.py); 1 on the GPU."""
+        return 1 if cuda.use_gpu_path(x) else parallel.cpu_workers()
+
+    def _chunks(self, x, workers=1):
         """[(n0, n1), ...]: runs of images whose columns fit in COL_CHUNK_BYTES
-        (CPU) or COL_BUFFER_BYTES (GPU), of equal sizes as far as possible.
-        A long 1x1 conv on the CPU runs image by image, on views of x."""
+        (CPU) or COL_BUFFER_BYTES (GPU), of equal sizes as far as possible,
+        and at least ``workers`` of them (a multiple of it) while there are
+        images enough. A long 1x1 conv on the CPU runs image by image, on
+        views of x."""
         N, C = x.shape[:2]
         L = self.geo.OH * self.geo.OW
         per_image = C * self.geo.kh * self.geo.kw * L * x.itemsize
@@ -248,9 +255,28 @@ class Conv2d(Function):
             most = 1
         else:
             most = max(1, (COL_BUFFER_BYTES if gpu else COL_CHUNK_BYTES) // max(per_image, 1))
-        n_chunks = max(1, -(-N // most))                  # ceil(N / most)
+        n_chunks = -(-N // most)                          # ceil(N / most)
+        n_chunks = max(1, min(N, workers * -(-n_chunks // workers)))   # a multiple of workers
         step = max(1, -(-N // n_chunks))                  # ceil(N / n_chunks)
         return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)]
+
+    def _parts(self, x):
+        """The chunks shared out between the workers: W runs of consecutive
+        chunks (fewer if there are fewer chunks), the same in forward and
+        backward."""
+        workers = self._workers(x)
+        chunks = self._chunks(x, workers)
+        W = max(1, min(workers, len(chunks)))                     # N = 0: one empty part
+        return [chunks[k * len(chunks) // W:(k + 1) * len(chunks) // W] for k in range(W)]
+
+    def _keeps_columns(self, x):
+        """Forward keeps its columns for grad w: wanted, not a plain GEMM, and
+        the whole batch's columns fit in COL_CHUNK_BYTES (CPU) or
+        COL_BUFFER_BYTES (GPU)."""
+        N, C = x.shape[:2]
+        nbytes = N * C * self.geo.kh * self.geo.kw * self.geo.OH * self.geo.OW * x.itemsize
+        limit = COL_BUFFER_BYTES if cuda.use_gpu_path(x) else COL_CHUNK_BYTES
+        return self.keep_columns and not self.plain_gemm and nbytes <= limit
 
     def _interleaved_grad_x(self, x, nb):
         """Grad x of a chunk of nb images through col2im_interleaved (the
@@ -290,20 +316,24 @@ class Conv2d(Function):
         OH, OW = self.geo.OH, self.geo.OW
         w3 = w.reshape(G, O // G, -1)                             # (G, O_g, K_g)
         y = xp.empty((N, O, OH, OW), dtype=x.dtype)
-        chunks = self._chunks(x)
-        # one chunk of im2col columns: keep them for grad w instead of recomputing
-        keep = self.keep_columns and len(chunks) == 1 and not self.plain_gemm
-        for n0, n1 in chunks:
-            nb = n1 - n0
-            col = self._columns(x, n0, n1, own=keep)              # (G, K_g, nb*L)
-            if nb == 1:                                           # already image n0's layout
-                xp.matmul(w3, col, out=y[n0].reshape(G, O // G, OH * OW))
-            else:                                        # (G, O_g, nb*L) -> (nb, O, OH, OW)
-                y[n0:n1] = xp.matmul(w3, col).reshape(O, nb, OH, OW).transpose(1, 0, 2, 3)
+        keep = self._keeps_columns(x)       # small columns: keep them for grad w, by chunk
+        self.kept = {} if keep else None
+
+        def run(chunks):                                          # one worker's chunks
+            for n0, n1 in chunks:
+                nb = n1 - n0
+                col = self._columns(x, n0, n1, own=keep)          # (G, K_g, nb*L)
+                if keep:
+                    self.kept[n0] = col
+                if nb == 1:                                       # already image n0's layout
+                    xp.matmul(w3, col, out=y[n0].reshape(G, O // G, OH * OW))
+                else:                                    # (G, O_g, nb*L) -> (nb, O, OH, OW)
+                    y[n0:n1] = xp.matmul(w3, col).reshape(O, nb, OH, OW).transpose(1, 0, 2, 3)
+
+        parallel.in_parallel(run, self._parts(x))
         if b is not None:
             y += b.reshape(1, O, 1, 1)                            # (N, O, OH, OW)
         self.x, self.w, self.has_bias = x, w, b is not None
-        self.kept = col if keep else None
         return y
 
     def backward(self, gy):
@@ -322,34 +352,43 @@ class Conv2d(Function):
         # GEMM on ResNet-50's 512x4608 3x3 weight. (gw must come out C-contiguous,
         # like w: the optimizer's one-sweep update needs it.)
         transposed = O // G < GW_TRANSPOSED_BELOW
-        gw = None                                                 # the sum over the chunks
-        for n0, n1 in reversed(self._chunks(x)):                  # forward's last chunk first
-            nb = n1 - n0
-            interleaved = need_x and self._interleaved_grad_x(x, nb)
-            if need_w or not interleaved:                         # gY of the chunk: (G, O_g, nb*L),
-                g = gy4[n0:n1].transpose(1, 2, 0, 3).reshape(G, O // G, nb * L)   # a copy if nb > 1
-            if need_w:
-                col = self.kept if self.kept is not None else self._columns(x, n0, n1)
-                part = xp.matmul(col, g.transpose(0, 2, 1)) if transposed else \
-                    xp.matmul(g, col.transpose(0, 2, 1))          # (G, K_g, O_g) or (G, O_g, K_g)
-                if gw is None:
-                    gw = part                                     # no zeros to add to
-                else:
-                    gw += part
-            if need_x and self.plain_gemm and nb == 1:            # col2im is the identity
-                xp.matmul(wT, g, out=gx[n0].reshape(G, Kg, L))
-            elif interleaved:                                     # images innermost (see above)
-                g_inner = _images_last(gy4[n0:n1].reshape(nb, O * L))   # (O*L, nb) = (G, O_g, L*nb)
-                gcol = _col_buffer(xp, (G, Kg, L * nb), x.dtype)
-                xp.matmul(wT, g_inner.reshape(G, O // G, L * nb), out=gcol)
-                _col2im(gcol.reshape(G * Kg, L * nb), gx[n0:n1], geo, interleaved=True)
-            elif need_x:                                          # CPU: col's memory, reused
-                gcol = _col_buffer(xp, (G, Kg, nb * L), x.dtype)
-                xp.matmul(wT, g, out=gcol)                        # (G, K_g, nb*L)
-                if self.plain_gemm:                               # (C, nb, L) -> (nb, C, H, W)
-                    gx[n0:n1] = gcol.reshape(C, nb, *x.shape[2:]).transpose(1, 0, 2, 3)
-                else:
-                    _col2im(gcol.reshape(G * Kg, nb * L), gx[n0:n1], geo)
+
+        def run(chunks):                                          # one worker's chunks
+            gw = None                                             # the sum over its chunks
+            for n0, n1 in reversed(chunks):                       # forward's last chunk first
+                nb = n1 - n0
+                interleaved = need_x and self._interleaved_grad_x(x, nb)
+                if need_w or not interleaved:                         # gY of the chunk: (G, O_g, nb*L),
+                    g = gy4[n0:n1].transpose(1, 2, 0, 3).reshape(G, O // G, nb * L)   # a copy if nb > 1
+                if need_w:
+                    col = self.kept[n0] if self.kept is not None else self._columns(x, n0, n1)
+                    part = xp.matmul(col, g.transpose(0, 2, 1)) if transposed else \
+                        xp.matmul(g, col.transpose(0, 2, 1))          # (G, K_g, O_g) or (G, O_g, K_g)
+                    if gw is None:
+                        gw = part                                     # no zeros to add to
+                    else:
+                        gw += part
+                if need_x and self.plain_gemm and nb == 1:            # col2im is the identity
+                    xp.matmul(wT, g, out=gx[n0].reshape(G, Kg, L))
+                elif interleaved:                                     # images innermost (see above)
+                    g_inner = _images_last(gy4[n0:n1].reshape(nb, O * L))   # (O*L, nb) = (G, O_g, L*nb)
+                    gcol = _col_buffer(xp, (G, Kg, L * nb), x.dtype)
+                    xp.matmul(wT, g_inner.reshape(G, O // G, L * nb), out=gcol)
+                    _col2im(gcol.reshape(G * Kg, L * nb), gx[n0:n1], geo, interleaved=True)
+                elif need_x:                                          # CPU: col's memory, reused
+                    gcol = _col_buffer(xp, (G, Kg, nb * L), x.dtype)
+                    xp.matmul(wT, g, out=gcol)                        # (G, K_g, nb*L)
+                    if self.plain_gemm:                               # (C, nb, L) -> (nb, C, H, W)
+                        gx[n0:n1] = gcol.reshape(C, nb, *x.shape[2:]).transpose(1, 0, 2, 3)
+                    else:
+                        _col2im(gcol.reshape(G * Kg, nb * L), gx[n0:n1], geo)
+            return gw
+
+        # each worker's sum of gw, added in the order of the workers (reproducible)
+        partial = [p for p in parallel.in_parallel(run, self._parts(x)) if p is not None]
+        gw = partial[0] if partial else None
+        for p in partial[1:]:
+            gw += p
         if need_w and gw is None:                                 # no images: N == 0
             gw = xp.zeros_like(w)
         elif need_w:
