@@ -14,6 +14,7 @@ into its ``ResultFile``:
   by the ratio of work, which is exact for these loops: every (image, output
   channel) costs the same. The method is recorded beside the number.
 """
+import threading
 import time
 
 import numpy as np
@@ -84,19 +85,24 @@ def im2col_share(step, repeats):
     """Fraction of ``step``'s time spent in ``ops.conv._im2col`` / ``_col2im``
     (the dispatchers every conv calls) and ``_images_last`` (the move of gy
     into the layout that col2im_interleaved reads), timed by wrapping them;
-    None if the conv module has no such functions."""
+    None if the conv module has no such functions. With W workers (the
+    chunks of the batch on W threads at once, ops/parallel.py) it is their
+    time summed over the threads over W times the wall time: the share of
+    the workers' time."""
     from ..ops import conv
     names = [n for n in ("_im2col", "_col2im", "_images_last") if callable(getattr(conv, n, None))]
     if not names:
         return None
     originals = {n: getattr(conv, n) for n in names}
-    spent = [0.0]
+    spent, threads, lock = [0.0], set(), threading.Lock()
 
     def timed(fn):
         def wrapper(*args, **kwargs):
             t0 = time.perf_counter()
             out = fn(*args, **kwargs)
-            spent[0] += time.perf_counter() - t0
+            with lock:                                    # workers add at once
+                spent[0] += time.perf_counter() - t0
+                threads.add(threading.get_ident())
             return out
         return wrapper
 
@@ -105,10 +111,11 @@ def im2col_share(step, repeats):
             setattr(conv, n, timed(originals[n]))
         step()
         spent[0], runs, t0 = 0.0, 0, time.perf_counter()
+        threads.clear()
         while runs < repeats or time.perf_counter() - t0 < 0.2:   # at least 0.2 s
             step()
             runs += 1
-        return spent[0] / (time.perf_counter() - t0)
+        return spent[0] / (time.perf_counter() - t0) / max(1, len(threads))
     finally:
         for n, fn in originals.items():
             setattr(conv, n, fn)

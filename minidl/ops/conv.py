@@ -37,14 +37,15 @@ was taken is said beside it):
   layer until its backward (all of VGG-16 at batch 8: 2.6 GB; VGG conv3_1
   alone: 115 MB), which no chunking could bound; recomputing costs one more
   im2col, 1-7% of forward+backward on the large layers. When the whole
-  batch's columns fit in one chunk (at most COL_CHUNK_BYTES, 8 MiB) and
-  grad w will be needed, forward keeps them in an array of their own: on
+  batch's columns fit in COL_CHUNK_BYTES (8 MiB) and grad w will be
+  needed, forward keeps them, chunk by chunk, in arrays of their own: on
   LeNet conv2 (3.7 MiB of columns at batch 64) that made forward+backward
   15% faster (1.76 vs 2.08 ms, best of 41 interleaved runs; 7.1 vs 8.0 ms
   at batch 128), and ResNet-50's 7x7 conv neither gained nor lost.
   Backward takes the chunks last first: forward's last chunk is still in the
   workspace, unless another conv used it since (the workspace remembers
-  which op's chunk it holds), and is not computed again. Inception 5x5
+  which op's chunk it holds), and is not computed again (one chunk per
+  worker, each in its own thread's workspace). Inception 5x5
   (two chunks) was faster that way in 16 of 20 interleaved rounds (medians
   of the bests 5.09 vs 5.41 ms); ResNet 3x3 and AlexNet conv1 (eight
   chunks) in 5 and 3 of 6. In a network this helps the last conv only.
@@ -67,6 +68,19 @@ was taken is said beside it):
   whole conv forward+backward (2 threads, best of 15 interleaved runs):
   7% faster on LeNet conv2, AlexNet conv1 and Inception 5x5, 17% on
   ResNet-50's 7x7 3x3 conv, equal on ResNet 3x3.
+* On the CPU the chunks are shared out between W workers, W = the BLAS's
+  thread count (one per core): the calling thread and W - 1 helper threads
+  each run im2col, the GEMMs and col2im on their own consecutive chunks at
+  once, with the BLAS limited to one thread meanwhile (ops/parallel.py).
+  There are at least W chunks while there are images enough (LeNet conv2,
+  whose columns fit in one, gets W). Left to a two-thread BLAS, the copies
+  ran on one core while the other waited, and each GEMM's two threads
+  waited for each other. Forward+backward against that (2 threads, best of
+  5 or 15 per process, 6 processes of each, alternated; medians): LeNet
+  conv2 0.82x the time, AlexNet conv1 0.86x, VGG conv3_1 0.90x, ResNet 1x1
+  0.89x, ResNet 3x3 0.76x, Inception 5x5 0.78x; faster in 33 of the 36
+  pairs. A single image (or a one-thread BLAS) is one part, on the BLAS's
+  own threads as before.
 * Grad x of a chunk of images with short rows (stride 1, OW < 16, at
   least 2 images: LeNet conv2, ResNet's 14x14 and 7x7 stages) goes through
   col2im_interleaved: gY is first moved to (O*L, nb), the images innermost,
@@ -262,8 +276,9 @@ class Conv2d(Function):
 
     def _parts(self, x):
         """The chunks shared out between the workers: W runs of consecutive
-        chunks (fewer if there are fewer chunks), the same in forward and
-        backward."""
+        chunks (fewer if there are fewer chunks). Forward keeps them for
+        backward, which must take the same chunks (the kept columns are by
+        chunk; each worker finds its last chunk in its thread's workspace)."""
         workers = self._workers(x)
         chunks = self._chunks(x, workers)
         W = max(1, min(workers, len(chunks)))                     # N = 0: one empty part
@@ -330,7 +345,8 @@ class Conv2d(Function):
                 else:                                    # (G, O_g, nb*L) -> (nb, O, OH, OW)
                     y[n0:n1] = xp.matmul(w3, col).reshape(O, nb, OH, OW).transpose(1, 0, 2, 3)
 
-        parallel.in_parallel(run, self._parts(x))
+        self.parts = self._parts(x)         # backward shares out the same chunks
+        parallel.in_parallel(run, self.parts)
         if b is not None:
             y += b.reshape(1, O, 1, 1)                            # (N, O, OH, OW)
         self.x, self.w, self.has_bias = x, w, b is not None
@@ -385,7 +401,7 @@ class Conv2d(Function):
             return gw
 
         # each worker's sum of gw, added in the order of the workers (reproducible)
-        partial = [p for p in parallel.in_parallel(run, self._parts(x)) if p is not None]
+        partial = [p for p in parallel.in_parallel(run, self.parts) if p is not None]
         gw = partial[0] if partial else None
         for p in partial[1:]:
             gw += p

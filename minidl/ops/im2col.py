@@ -112,10 +112,11 @@ def _add_strided(dst, d0, step, src, s0, n):
         dst[np.uint64(d0 + j * step)] += src[np.uint64(s0 + j)]
 
 
-# Both loops run on one thread (the GEMMs use both cores): once vectorized
-# they are mostly memory-bound, and parallel=True did not pay on the 2 shared
-# cores. Best of 15, one thread vs prange (over rows of col for im2col, over
-# bands of planes for col2im), on one chunk each: im2col 0.31 vs 0.36 ms
+# Each call of both loops runs on one thread; conv2d runs them on several
+# cores by giving each worker thread its own chunks of images
+# (ops/parallel.py). Inside one call, parallel=True did not pay on the 2
+# shared cores. Best of 15, one thread vs prange (over rows of col for
+# im2col, over bands of planes for col2im), on one chunk each: im2col 0.31 vs 0.36 ms
 # (AlexNet conv1), 0.36 vs 0.45 (Inception 5x5), 0.39 vs 0.53 (LeNet conv2);
 # col2im 0.26 vs 0.61 (Inception), 0.34 vs 0.90 (LeNet). Waking Numba's
 # thread pool costs more than these short loops: 26-85 us per parallel loop

@@ -1,0 +1,131 @@
+"""ops/parallel.py: conv2d's workers (parts of a batch run at once, each on
+its own thread, with the BLAS limited to one thread meanwhile)."""
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import ThreadpoolController, threadpool_limits
+
+import minidl
+import minidl.nn.functional as F
+from minidl.ops import conv, im2col, parallel
+
+
+def blas_threads():
+    return [lib.num_threads for lib in ThreadpoolController().select(user_api="blas").lib_controllers]
+
+
+def test_parts_run_at_once_on_their_own_threads_and_results_keep_their_order():
+    """Three parts that each wait for the other two at a barrier: this
+    deadlocks (BrokenBarrierError after the timeout) unless they run at once."""
+    barrier = threading.Barrier(3, timeout=20)
+
+    def work(part):
+        barrier.wait()
+        return part, threading.current_thread().name
+
+    results = parallel.in_parallel(work, ["a", "b", "c"])
+    assert [part for part, _ in results] == ["a", "b", "c"]
+    assert results[0][1] == threading.current_thread().name
+    assert [name.split("_")[0] for _, name in results[1:]] == ["minidl-worker1", "minidl-worker2"]
+
+
+def test_blas_is_one_thread_while_parts_run_and_set_back_after():
+    before = blas_threads()
+    inside = parallel.in_parallel(lambda part: blas_threads(), [0, 1])
+    assert inside == [[1] * len(before)] * 2
+    assert blas_threads() == before
+
+
+def test_a_parts_exception_is_raised_after_every_part_ended_and_blas_is_set_back():
+    before, ended = blas_threads(), []
+
+    def work(part):
+        if part == 1:
+            raise ValueError("part 1 failed")
+        threading.Event().wait(0.2)                  # still running when part 1 has failed
+        ended.append(part)
+
+    with pytest.raises(ValueError, match="part 1 failed"):
+        parallel.in_parallel(work, [0, 1, 2])
+    assert sorted(ended) == [0, 2]
+    assert blas_threads() == before
+
+
+def test_nested_call_from_a_helper_runs_its_parts_in_turn():
+    def outer(part):
+        return parallel.in_parallel(lambda p: (p, threading.current_thread().name), [part, part + 1])
+
+    (first, second) = parallel.in_parallel(outer, [0, 10])
+    assert [p for p, _ in second] == [10, 11]
+    assert len({name for _, name in second}) == 1    # both on helper 1, one after the other
+    assert [p for p, _ in first] == [0, 1]
+
+
+def test_workers_follow_the_blas_thread_count():
+    """W is the BLAS's thread count: 1 under threadpool_limits(1), and then
+    conv2d runs its batch as one part (one worker)."""
+    with threadpool_limits(1, user_api="blas"):
+        assert parallel.cpu_workers() == 1
+        x = minidl.Tensor(np.ones((4, 2, 5, 5)))
+        assert conv.Conv2d(conv.conv_geometry(x.shape, (3, 2, 3, 3)), 1)._parts(x.data) == [[(0, 4)]]
+    assert parallel.cpu_workers() == min(blas_threads())
+
+
+@pytest.mark.parametrize("N, workers, per_chunk, parts", [
+    (8, 2, 8, [[(0, 4)], [(4, 8)]]),                      # small columns: one chunk per worker
+    (8, 2, 3, [[(0, 2), (2, 4)], [(4, 6), (6, 8)]]),      # 3 per chunk -> 4 chunks, a multiple of W
+    (5, 2, 8, [[(0, 3)], [(3, 5)]]),
+    (1, 2, 8, [[(0, 1)]]),                                # one image: one worker
+    (0, 2, 8, [[]]),                                      # no images: one empty part
+    (3, 3, 1, [[(0, 1)], [(1, 2)], [(2, 3)]]),
+    (8, 1, 3, [[(0, 3), (3, 6), (6, 8)]]),                # one worker: as before
+])
+def test_chunks_are_shared_out_evenly(monkeypatch, N, workers, per_chunk, parts):
+    x = np.zeros((N, 2, 5, 5), np.float32)
+    geo = conv.conv_geometry(x.shape, (3, 2, 3, 3))
+    monkeypatch.setattr(conv, "COL_CHUNK_BYTES", per_chunk * 2 * 9 * 9 * 4)    # per_chunk images
+    monkeypatch.setattr(parallel, "cpu_workers", lambda: workers)
+    assert conv.Conv2d(geo, 1)._parts(x) == parts
+
+
+def test_numba_loops_release_the_gil():
+    for kernel in (im2col.im2col, im2col.col2im, im2col.col2im_interleaved, im2col.images_last):
+        assert kernel.targetoptions.get("nogil") is True
+
+
+def test_conv_with_two_workers_matches_one_worker_exactly_in_float64_forward(monkeypatch):
+    """Each image's output comes from the same GEMM row of the same columns
+    whichever worker computes it; grad w sums the workers' parts, so it
+    agrees to rounding."""
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((6, 3, 9, 9)), rng.standard_normal((4, 3, 3, 3))
+
+    def run(workers):
+        monkeypatch.setattr(parallel, "cpu_workers", lambda: workers)
+        xt, wt = minidl.Tensor(x, requires_grad=True), minidl.Tensor(w, requires_grad=True)
+        y = F.conv2d(xt, wt, padding=1)
+        y.backward(np.ones(y.shape))
+        return y.data, xt.grad.data, wt.grad.data
+
+    (y1, gx1, gw1), (y2, gx2, gw2) = run(1), run(2)
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_array_equal(gx1, gx2)
+    np.testing.assert_allclose(gw1, gw2, rtol=1e-12)
+
+
+def test_backward_takes_forwards_chunks_when_the_worker_count_changed_between(monkeypatch):
+    """Forward on two workers keeps its columns by chunk; backward, run after
+    the BLAS was set to one thread, still finds them (and the loops' grads)."""
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((4, 2, 6, 6)), rng.standard_normal((3, 2, 3, 3))
+    xt, wt = minidl.Tensor(x, requires_grad=True), minidl.Tensor(w, requires_grad=True)
+    monkeypatch.setattr(parallel, "cpu_workers", lambda: 2)
+    y = F.conv2d(xt, wt)
+    assert sorted(y.creator.kept) == [0, 2]
+    monkeypatch.setattr(parallel, "cpu_workers", lambda: 1)
+    gy = rng.standard_normal(y.shape)
+    y.backward(gy)
+    gx, gw, _ = conv.conv2d_naive_backward(x, w, gy, conv.conv_geometry(x.shape, w.shape), 1)
+    np.testing.assert_allclose(xt.grad.data, gx, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(wt.grad.data, gw, rtol=1e-10, atol=1e-10)
