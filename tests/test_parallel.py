@@ -12,7 +12,21 @@ from minidl.ops import conv, im2col, parallel
 
 
 def blas_threads():
-    return [lib.num_threads for lib in ThreadpoolController().select(user_api="blas").lib_controllers]
+    """Thread counts of the BLAS libraries minidl found (NumPy's among them);
+    read afresh through threadpoolctl, by their file."""
+    controlled = {lib.filepath for lib in parallel._blas_libraries()}
+    return [lib.num_threads for lib in ThreadpoolController().select(user_api="blas").lib_controllers
+            if lib.filepath in controlled]
+
+
+def test_numpys_blas_is_among_the_controlled_libraries():
+    """NumPy's own BLAS (the one matmul calls) is loaded with NumPy, so it is
+    found; where it is the OpenBLAS of NumPy's wheel, its file says so."""
+    files = [lib.filepath for lib in parallel._blas_libraries()]
+    assert files
+    wheel = [lib.filepath for lib in ThreadpoolController().select(user_api="blas").lib_controllers
+             if "numpy" in lib.filepath]
+    assert set(wheel) <= set(files)
 
 
 def test_parts_run_at_once_on_their_own_threads_and_results_keep_their_order():
