@@ -75,12 +75,14 @@ was taken is said beside it):
   There are at least W chunks while there are images enough (LeNet conv2,
   whose columns fit in one, gets W). Left to a two-thread BLAS, the copies
   ran on one core while the other waited, and each GEMM's two threads
-  waited for each other. Forward+backward against that (2 threads, best of
-  5 or 15 per process, 6 processes of each, alternated; medians): LeNet
-  conv2 0.82x the time, AlexNet conv1 0.86x, VGG conv3_1 0.90x, ResNet 1x1
-  0.89x, ResNet 3x3 0.76x, Inception 5x5 0.78x; faster in 33 of the 36
-  pairs. A single image (or a one-thread BLAS) is one part, on the BLAS's
-  own threads as before.
+  waited for each other. Forward+backward against that (2 threads; best
+  of 5 or 15 per process, processes of each alternated; two A/B runs, of
+  6 and 10 rounds; medians): LeNet conv2 0.82x and 0.98x the time, AlexNet
+  conv1 0.86x and 1.01x, VGG conv3_1 0.90x and 0.94x, ResNet 1x1 0.89x and
+  0.99x, ResNet 3x3 0.76x and 0.82x, Inception 5x5 0.78x and 0.64x; faster
+  in 33 of 36 and 46 of 60 pairs. A single image (or a one-thread BLAS)
+  is one part, on the BLAS's own threads as before. Each worker keeps its
+  own workspace (below).
 * Grad x of a chunk of images with short rows (stride 1, OW < 16, at
   least 2 images: LeNet conv2, ResNet's 14x14 and 7x7 stages) goes through
   col2im_interleaved: gY is first moved to (O*L, nb), the images innermost,
