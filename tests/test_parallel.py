@@ -143,3 +143,34 @@ def test_backward_takes_forwards_chunks_when_the_worker_count_changed_between(mo
     gx, gw, _ = conv.conv2d_naive_backward(x, w, gy, conv.conv_geometry(x.shape, w.shape), 1)
     np.testing.assert_allclose(xt.grad.data, gx, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(wt.grad.data, gw, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_memory_stays_near_one_chunk_of_columns_per_worker(monkeypatch, workers):
+    """Columns of one image per chunk (COL_CHUNK_BYTES lowered): a second
+    forward+backward allocates far less than the whole batch's columns
+    (8 x 576 KiB), and each worker's workspace holds one chunk of them."""
+    import tracemalloc
+    monkeypatch.setattr(parallel, "cpu_workers", lambda: workers)
+    per_image = 16 * 9 * 32 * 32 * 4                       # C*kh*kw*OH*OW*itemsize: 576 KiB
+    monkeypatch.setattr(conv, "COL_CHUNK_BYTES", per_image)
+    rng = np.random.default_rng(0)
+    x = minidl.Tensor(rng.standard_normal((8, 16, 32, 32)).astype(np.float32), requires_grad=True)
+    w = minidl.Tensor(rng.standard_normal((16, 16, 3, 3)).astype(np.float32), requires_grad=True)
+
+    def step():
+        F.conv2d(x, w, padding=1).sum().backward()
+        x.grad = w.grad = None
+
+    parallel.in_parallel(lambda part: conv._workspace.__dict__.clear(), list(range(workers)))
+    step()                                                # each worker's workspace is made here
+    tracemalloc.start()
+    try:
+        step()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    arrays = 4 * x.data.nbytes            # y, the grad of y (ones), gx, one more of their size
+    assert peak < arrays + per_image < 8 * per_image
+    sizes = parallel.in_parallel(lambda part: conv._workspace.buf.nbytes, list(range(workers)))
+    assert sizes == [per_image] * workers

@@ -62,7 +62,8 @@ was taken is said beside it):
   of 15 interleaved runs) AlexNet conv1 went from 50 to 39 ms and ResNet 3x3
   from 47 to 40 ms (im2col alone 2.6x faster); VGG conv3_1, LeNet conv2 and
   Inception 5x5 did not change. It also bounds the memory: VGG-16 conv1_2's
-  columns are 110 MiB per image, 3.5 GiB for a batch of 32.
+  columns are 110 MiB per image, 3.5 GiB for a batch of 32. With W
+  workers (below) a conv holds W chunks of columns at a time.
 * The images of a chunk share one GEMM (columns side by side, (K, nb*L)),
   not one GEMM each: a longer matrix keeps BLAS busier on small layers. On
   whole conv forward+backward (2 threads, best of 15 interleaved runs):
