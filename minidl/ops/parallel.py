@@ -13,9 +13,11 @@ GIL (jit.py) and so does NumPy's matmul.
 W is the number of threads the BLAS library was set to use (OpenBLAS: one
 per core unless OPENBLAS_NUM_THREADS says otherwise), read through
 threadpoolctl. While workers run, every BLAS library is limited to one
-thread, and set back when the last of them is done. Where threadpoolctl
-finds no BLAS whose threads it can set (Apple's Accelerate), W is 1 and
-conv2d runs as before, on the BLAS's own threads.
+thread, and set back when the last of them is done (the limit is for
+the whole process: a GEMM another thread runs meanwhile gets one thread
+too). Where threadpoolctl finds no BLAS whose threads it can set (Apple's
+Accelerate), W is 1 and conv2d runs as before, on the BLAS's own threads.
+What it bought: ops/conv.py's docstring.
 """
 import os
 import threading
