@@ -174,3 +174,52 @@ def test_memory_stays_near_one_chunk_of_columns_per_worker(monkeypatch, workers)
     assert peak < arrays + per_image < 8 * per_image
     sizes = parallel.in_parallel(lambda part: conv._workspace.buf.nbytes, list(range(workers)))
     assert sizes == [per_image] * workers
+
+
+@pytest.mark.parametrize("M, K, N", [
+    (3, 4, 5),                # small: on this thread, one-thread BLAS
+    (300, 200, 40),           # rows shared out
+    (8, 300, 900),            # columns shared out
+    (1, 5000, 1),             # big K, a 1x1 product
+])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_matmul_matches_the_sum_of_products(M, K, N, transposed):
+    """parallel.matmul against the closed form sum_k a[i, k] b[k, j] (float64
+    einsum, no BLAS), with b also as a transposed view."""
+    rng = np.random.default_rng(M + K + N)
+    a = rng.standard_normal((M, K))
+    b = rng.standard_normal((N, K)).T if transposed else rng.standard_normal((K, N))
+    want = np.einsum("ik,kj->ij", a, b)
+    before = blas_threads()
+    got = parallel.matmul(a, b)
+    assert got.shape == (M, N) and got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    assert blas_threads() == before
+
+
+def test_matmul_leaves_other_operands_to_numpy():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 3, 4)), rng.standard_normal((4, 5))
+    np.testing.assert_array_equal(parallel.matmul(a, b), a @ b)          # a batch of matrices
+    np.testing.assert_array_equal(parallel.matmul(a[0, 0], b), a[0, 0] @ b)   # 1-D
+    with pytest.raises(ValueError):
+        parallel.matmul(a[0], a[0])                                      # (3, 4) @ (3, 4)
+    mixed = parallel.matmul(a[0].astype(np.float32), b)
+    assert mixed.dtype == np.float64
+
+
+def test_linear_layer_gradients_through_the_shared_out_matmul():
+    """A Linear big enough to be shared out (7.7 MFLOP each product: rows for
+    y and grad x, columns... of grad W, whichever is longer) gives, against
+    the closed forms as einsums: y = x W^T + b, gx = gy W, gW = gy^T x,
+    gb = sum over the batch of gy."""
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal((64, 300)), rng.standard_normal((200, 300)), rng.standard_normal(200)
+    gy = rng.standard_normal((64, 200))
+    xt, wt, bt = (minidl.Tensor(v, requires_grad=True) for v in (x, w, b))
+    y = F.linear(xt, wt, bt)
+    y.backward(gy)
+    np.testing.assert_allclose(y.data, np.einsum("ni,oi->no", x, w) + b, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(xt.grad.data, np.einsum("no,oi->ni", gy, w), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(wt.grad.data, np.einsum("no,ni->oi", gy, x), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(bt.grad.data, gy.sum(axis=0), rtol=1e-10, atol=1e-10)

@@ -14,6 +14,7 @@ import numpy as np
 from ..backend import device_of, get_array_module, to_device
 from ..jit import njit, prange
 from ..tensor import Function, Tensor, default_rng
+from . import parallel
 
 
 # ----------------------------------------------------------------------------
@@ -27,11 +28,12 @@ class Linear(Function):
         dx = gy W           (..., in)
         dW = gy2^T x2       (out, in)
         db = sum_M gy2      (out,)
-    ``x @ W.T`` hands the transposed weight to BLAS without copying it.
+    ``x @ W.T`` hands the transposed weight to BLAS without copying it; the
+    products run through ops/parallel.py's matmul (its docstring says why).
     """
     def forward(self, x, weight, bias=None):
         x2 = x.reshape(-1, x.shape[-1])              # (M, in): a view if x is contiguous
-        y = x2 @ weight.T                            # (M, out)
+        y = parallel.matmul(x2, weight.T)            # (M, out)
         if bias is not None:
             y += bias                                # in place: no temporary
         self.x2, self.weight, self.has_bias = x2, weight, bias is not None
@@ -41,8 +43,8 @@ class Linear(Function):
         need = self.needs_input_grad
         w = self.weight
         gy2 = gy.reshape(-1, w.shape[0])             # (M, out)
-        gx = gy @ w if need[0] else None             # (..., in)
-        gw = gy2.T @ self.x2 if need[1] else None    # (out, in)
+        gx = parallel.matmul(gy2, w).reshape(gy.shape[:-1] + (w.shape[1],)) if need[0] else None
+        gw = parallel.matmul(gy2.T, self.x2) if need[1] else None    # (out, in)
         if not self.has_bias:
             return gx, gw
         gb = gy2.sum(axis=0) if need[2] else None    # (out,)

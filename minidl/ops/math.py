@@ -13,6 +13,7 @@ import numpy as np
 from ..backend import get_array_module, to_device
 from ..jit import njit
 from ..tensor import Function, Tensor, as_tensor
+from . import parallel
 
 
 def sum_to(g, shape):
@@ -120,7 +121,7 @@ class MatMul(Function):
             raise ValueError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} are "
                              f"not aligned ({k_a} != {k_b})")
         self.a, self.b = a, b
-        return a @ b
+        return parallel.matmul(a, b)              # a @ b (ops/parallel.py: why)
 
     def backward(self, gy):
         a, b = self.a, self.b
@@ -128,8 +129,8 @@ class MatMul(Function):
         b2 = b[:, None] if b.ndim == 1 else b             # (..., k, m)
         batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
         gy2 = gy.reshape(batch + (a2.shape[-2], b2.shape[-1]))   # (..., n, m)
-        ga = sum_to(gy2 @ b2.swapaxes(-1, -2), a2.shape).reshape(a.shape)
-        gb = sum_to(a2.swapaxes(-1, -2) @ gy2, b2.shape).reshape(b.shape)
+        ga = sum_to(parallel.matmul(gy2, b2.swapaxes(-1, -2)), a2.shape).reshape(a.shape)
+        gb = sum_to(parallel.matmul(a2.swapaxes(-1, -2), gy2), b2.shape).reshape(b.shape)
         return ga, gb
 
 
