@@ -18,6 +18,13 @@ the whole process: a GEMM another thread runs meanwhile gets one thread
 too). Where threadpoolctl finds no BLAS whose threads it can set (Apple's
 Accelerate), W is 1 and conv2d runs as before, on the BLAS's own threads.
 What it bought: ops/conv.py's docstring.
+
+One catch: after a multi-threaded call, OpenBLAS's threads wait for the
+next one by spinning, for about 0.1 s (OPENBLAS_THREAD_TIMEOUT), and take a
+core from the workers meanwhile (up to 2x on a conv). So minidl's other
+products (Linear, matmul) go through ``matmul`` below, with a one-thread
+BLAS too. Your own multi-threaded ``a @ b`` between layers, or a conv of a
+single image (one part, on the BLAS's threads), still wakes them.
 """
 import os
 import threading
@@ -100,12 +107,11 @@ def matmul(a, b):
     enough (SPLIT_FROM_FLOPS), on this thread if not. Other operands (CuPy,
     batches of matrices) go to ``a @ b`` as they are.
 
-    Why not leave it to the BLAS: after a multi-threaded call OpenBLAS's
-    threads wait for the next one by spinning, for about 0.1 s
-    (OPENBLAS_THREAD_TIMEOUT), and so take a core from the workers of the
-    next convolutions. A conv of GoogLeNet (4x96x28x28 -> 128, 3x3) took 15
-    ms forward+backward alone and 25-30 ms right after small two-thread
-    GEMMs like a Linear layer's."""
+    Why not leave it to the BLAS: the spinning threads of the module
+    docstring. A conv of GoogLeNet (4x96x28x28 -> 128, 3x3, 2 workers) took
+    15-18 ms forward+backward after a one-thread 64x400 @ 400x120 product
+    (a Linear layer of LeNet-5), and 25-32 ms after the same product on
+    two threads (medians of 60, alternated in one process)."""
     if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.ndim == b.ndim == 2
             and a.shape[1] == b.shape[0]) or cpu_workers() == 1:
         return a @ b                     # NumPy's own errors for mismatched shapes
