@@ -38,7 +38,10 @@ im2col/col2im of ops/im2col.py, the same command gave LeNet conv2 2.5 ms and
 RESULTS.md has both tables.)
 
 Two threads, wall clock: the figures of `python benchmarks/run.py`, in
-benchmarks/RESULTS.md (several runs, with their spread).
+benchmarks/RESULTS.md (several runs, with their spread). Since the eighth
+session conv2d shares a batch between the cores, each with a one-thread
+BLAS (ops/parallel.py); the share printed is then per worker (the copy
+time summed over the threads, over W times the wall time).
 
 Cold start (--cold-start; import minidl + first conv2d forward+backward):
 2.2-3.8 s with an empty Numba cache, 0.65-1.25 s with a warm one (most of it
