@@ -112,15 +112,16 @@ def matmul(a, b):
     15-18 ms forward+backward after a one-thread 64x400 @ 400x120 product
     (a Linear layer of LeNet-5), and 25-32 ms after the same product on
     two threads (medians of 60, alternated in one process)."""
+    workers = cpu_workers()
     if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.ndim == b.ndim == 2
-            and a.shape[1] == b.shape[0]) or cpu_workers() == 1:
+            and a.shape[1] == b.shape[0]) or workers == 1:
         return a @ b                     # NumPy's own errors for mismatched shapes
     (M, K), N = a.shape, b.shape[1]
     if 2 * M * K * N < SPLIT_FROM_FLOPS or max(M, N) < 2:
         with one_thread_blas():
             return a @ b
     out = np.empty((M, N), dtype=np.result_type(a, b))       # (M, N)
-    W = min(cpu_workers(), max(M, N))
+    W = min(workers, max(M, N))
     if M >= N:                                               # W bands of rows
         parts = [(slice(k * M // W, (k + 1) * M // W), slice(None)) for k in range(W)]
     else:                                                    # W bands of columns
