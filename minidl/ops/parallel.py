@@ -70,26 +70,6 @@ def cpu_workers():
         return max(1, min(lib.num_threads for lib in libs))
 
 
-def in_parallel(fn, parts):
-    """[fn(part) for part in parts], computed at once: parts[0] on this
-    thread, part k on helper thread k, every BLAS limited to one thread
-    meanwhile. A part's exception is raised here, after all parts ended.
-    Called from a helper thread (fn nesting in_parallel), it runs the parts
-    one after the other instead."""
-    if len(parts) == 1 or getattr(_this_thread, "is_helper", False):
-        return [fn(part) for part in parts]
-    _limit_blas()
-    futures = []
-    try:
-        futures = [helper.submit(fn, part) for helper, part in zip(_helper_threads(len(parts) - 1),
-                                                                   parts[1:])]
-        first = fn(parts[0])
-        return [first] + [f.result() for f in futures]
-    finally:
-        wait(futures)                  # none still running when the BLAS is set back
-        _restore_blas()
-
-
 @contextmanager
 def one_thread_blas():
     """Every BLAS library limited to one thread inside the block."""
@@ -98,6 +78,25 @@ def one_thread_blas():
         yield
     finally:
         _restore_blas()
+
+
+def in_parallel(fn, parts):
+    """[fn(part) for part in parts], computed at once: parts[0] on this
+    thread, part k on helper thread k, every BLAS limited to one thread
+    meanwhile. A part's exception is raised here, after all parts ended.
+    Called from a helper thread (fn nesting in_parallel), it runs the parts
+    one after the other instead."""
+    if len(parts) == 1 or getattr(_this_thread, "is_helper", False):
+        return [fn(part) for part in parts]
+    with one_thread_blas():
+        futures = []
+        try:
+            futures = [helper.submit(fn, part)
+                       for helper, part in zip(_helper_threads(len(parts) - 1), parts[1:])]
+            first = fn(parts[0])
+            return [first] + [f.result() for f in futures]
+        finally:
+            wait(futures)              # none still running when the BLAS is set back
 
 
 def matmul(a, b):
