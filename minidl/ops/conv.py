@@ -258,20 +258,25 @@ class Conv2d(Function):
         """W: how many workers share the batch (ops/parallel.py); 1 on the GPU."""
         return 1 if cuda.use_gpu_path(x) else parallel.cpu_workers()
 
+    def _column_bytes(self, x):
+        """(bytes of one image's columns, the most a chunk may hold:
+        COL_BUFFER_BYTES on the GPU, COL_CHUNK_BYTES on the CPU)."""
+        C, L = x.shape[1], self.geo.OH * self.geo.OW
+        limit = COL_BUFFER_BYTES if cuda.use_gpu_path(x) else COL_CHUNK_BYTES
+        return C * self.geo.kh * self.geo.kw * L * x.itemsize, limit
+
     def _chunks(self, x, workers=1):
         """[(n0, n1), ...]: runs of images whose columns fit in COL_CHUNK_BYTES
         (CPU) or COL_BUFFER_BYTES (GPU), of equal sizes as far as possible,
         and at least ``workers`` of them (a multiple of it) while there are
         images enough. A long 1x1 conv on the CPU runs image by image, on
         views of x."""
-        N, C = x.shape[:2]
-        L = self.geo.OH * self.geo.OW
-        per_image = C * self.geo.kh * self.geo.kw * L * x.itemsize
-        gpu = cuda.use_gpu_path(x)
-        if self.plain_gemm and L >= SHORT_OUTPUT and not gpu:
+        N = x.shape[0]
+        per_image, limit = self._column_bytes(x)
+        if self.plain_gemm and self.geo.OH * self.geo.OW >= SHORT_OUTPUT and not cuda.use_gpu_path(x):
             most = 1
         else:
-            most = max(1, (COL_BUFFER_BYTES if gpu else COL_CHUNK_BYTES) // max(per_image, 1))
+            most = max(1, limit // max(per_image, 1))
         n_chunks = -(-N // most)                          # ceil(N / most)
         n_chunks = max(1, min(N, workers * -(-n_chunks // workers)))   # a multiple of workers
         step = max(1, -(-N // n_chunks))                  # ceil(N / n_chunks)
@@ -289,12 +294,9 @@ class Conv2d(Function):
 
     def _keeps_columns(self, x):
         """Forward keeps its columns for grad w: wanted, not a plain GEMM, and
-        the whole batch's columns fit in COL_CHUNK_BYTES (CPU) or
-        COL_BUFFER_BYTES (GPU)."""
-        N, C = x.shape[:2]
-        nbytes = N * C * self.geo.kh * self.geo.kw * self.geo.OH * self.geo.OW * x.itemsize
-        limit = COL_BUFFER_BYTES if cuda.use_gpu_path(x) else COL_CHUNK_BYTES
-        return self.keep_columns and not self.plain_gemm and nbytes <= limit
+        the whole batch's columns fit in one chunk's bytes."""
+        per_image, limit = self._column_bytes(x)
+        return self.keep_columns and not self.plain_gemm and x.shape[0] * per_image <= limit
 
     def _interleaved_grad_x(self, x, nb):
         """Grad x of a chunk of nb images through col2im_interleaved (the
@@ -377,27 +379,27 @@ class Conv2d(Function):
             for n0, n1 in reversed(chunks):                       # forward's last chunk first
                 nb = n1 - n0
                 interleaved = need_x and self._interleaved_grad_x(x, nb)
-                if need_w or not interleaved:                         # gY of the chunk: (G, O_g, nb*L),
+                if need_w or not interleaved:                     # gY of the chunk: (G, O_g, nb*L),
                     g = gy4[n0:n1].transpose(1, 2, 0, 3).reshape(G, O // G, nb * L)   # a copy if nb > 1
                 if need_w:
                     col = self.kept[n0] if self.kept is not None else self._columns(x, n0, n1)
                     part = xp.matmul(col, g.transpose(0, 2, 1)) if transposed else \
-                        xp.matmul(g, col.transpose(0, 2, 1))          # (G, K_g, O_g) or (G, O_g, K_g)
+                        xp.matmul(g, col.transpose(0, 2, 1))      # (G, K_g, O_g) or (G, O_g, K_g)
                     if gw is None:
-                        gw = part                                     # no zeros to add to
+                        gw = part                                 # no zeros to add to
                     else:
                         gw += part
-                if need_x and self.plain_gemm and nb == 1:            # col2im is the identity
+                if need_x and self.plain_gemm and nb == 1:        # col2im is the identity
                     xp.matmul(wT, g, out=gx[n0].reshape(G, Kg, L))
-                elif interleaved:                                     # images innermost (see above)
+                elif interleaved:                                 # images innermost (see above)
                     g_inner = _images_last(gy4[n0:n1].reshape(nb, O * L))   # (O*L, nb) = (G, O_g, L*nb)
                     gcol = _col_buffer(xp, (G, Kg, L * nb), x.dtype)
                     xp.matmul(wT, g_inner.reshape(G, O // G, L * nb), out=gcol)
                     _col2im(gcol.reshape(G * Kg, L * nb), gx[n0:n1], geo, interleaved=True)
-                elif need_x:                                          # CPU: col's memory, reused
+                elif need_x:                                      # CPU: col's memory, reused
                     gcol = _col_buffer(xp, (G, Kg, nb * L), x.dtype)
-                    xp.matmul(wT, g, out=gcol)                        # (G, K_g, nb*L)
-                    if self.plain_gemm:                               # (C, nb, L) -> (nb, C, H, W)
+                    xp.matmul(wT, g, out=gcol)                    # (G, K_g, nb*L)
+                    if self.plain_gemm:                           # (C, nb, L) -> (nb, C, H, W)
                         gx[n0:n1] = gcol.reshape(C, nb, *x.shape[2:]).transpose(1, 0, 2, 3)
                     else:
                         _col2im(gcol.reshape(G * Kg, nb * L), gx[n0:n1], geo)
