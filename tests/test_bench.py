@@ -60,6 +60,10 @@ def test_quick_run_writes_json(quick_run):
         assert entry["fast"]["memory"]["peak_rss_mb"] > 0
     share = results["kernels"]["conv/lenet_conv2"]["fast"]["im2col_share"]
     assert 0 < share["fwd"] < 1 and 0 < share["fwd+bwd"] < 1
+    floor = results["kernels"]["conv/lenet_conv2"]["fast"]["gemm_floor"]
+    # forward: one GEMM per chunk; fwd+bwd: three per chunk (grad w, grad x)
+    assert floor["fwd+bwd"]["calls"] == 3 * floor["fwd"]["calls"] >= 3
+    assert 0 < floor["fwd"]["seconds"] < floor["fwd+bwd"]["seconds"]
 
 
 def test_quick_run_writes_markdown_and_charts(quick_run):
@@ -69,6 +73,8 @@ def test_quick_run_writes_markdown_and_charts(quick_run):
     assert "minidl bench --quick --only" in text
     assert "| `conv/lenet_conv2` | 64x6x14x14 -> 16, k5 s1 p0 | fwd+bwd |" in text
     assert "no CUDA column" in text or "CUDA GPU ms" in text
+    assert "### conv2d against its GEMM floor" in text
+    assert "| `conv/lenet_conv2` | fwd+bwd |" in text
     for png in ("kernels.png", "roofline.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -181,3 +187,45 @@ def test_overhead_split_adds_up():
     assert split["kernels_s"] + split["optimizer_s"] + split["overhead_s"] == \
         pytest.approx(split["step_s"])
     assert "step" not in vars(opt)                              # the wrapper is gone
+
+
+def test_gemm_floor_replays_each_thread_s_matmuls():
+    from concurrent.futures import ThreadPoolExecutor
+    from minidl.bench import kernels
+    a = np.ones((64, 32), np.float32)
+    b = np.ones((64, 48), np.float32).T                       # a transposed view (48, 64)
+
+    def work():
+        np.matmul(b, a)                                       # (48, 64) @ (64, 32)
+        np.matmul(a.T, a, out=np.empty((32, 32), np.float32))
+
+    def step():                                               # this thread and a helper
+        work()
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(work).result()
+
+    original = np.matmul
+    floor = kernels.gemm_floor(step, repeats=2)
+    assert np.matmul is original                              # the recorder is gone
+    assert floor["calls"] == 4 and floor["threads"] == 2 and floor["seconds"] > 0
+    assert kernels.gemm_floor(lambda: a + a, repeats=2) is None
+
+
+def test_strided_operand_keeps_the_layout():
+    from minidl.bench import kernels
+    rng = np.random.default_rng(0)
+    for a in (np.ones((5, 7), np.float32).T, np.ones((3, 4, 6))[:, 1:, ::2],
+              np.ones((2, 9, 4), np.float32).transpose(0, 2, 1)):
+        copy = kernels._strided(rng, kernels._layout(a))
+        assert (copy.shape, copy.strides, copy.dtype) == (a.shape, a.strides, a.dtype)
+
+
+def test_floor_table_ratios():
+    name = "conv/resnet_3x3"
+    entry = {"fast": {"cpu": {"fwd": {"median": 0.012}, "fwd+bwd": {"median": 0.040}},
+                      "torch": {"fwd+bwd": {"median": 0.030}},
+                      "gemm_floor": {"fwd": {"seconds": 0.010}, "fwd+bwd": {"seconds": 0.032}}}}
+    lines = report.floor_lines({"kernels": {name: entry}}, [name])
+    assert "| `conv/resnet_3x3` | fwd | 12 | 10 | 1.20 | – | – |" in lines
+    assert "| `conv/resnet_3x3` | fwd+bwd | 40 | 32 | 1.25 | 30 | 0.94 |" in lines
+    assert report.floor_lines({"kernels": {name: {"fast": {}}}}, [name]) == []

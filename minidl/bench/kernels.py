@@ -7,7 +7,8 @@ into its ``ResultFile``:
   (the Numba CPU kernels), forward alone and forward + backward (gradients of
   every input), then the same on the GPU if there is one, then the optional
   peers (PyTorch, Chainer); for conv also the share of the time spent in
-  im2col + col2im, and the memory of the case;
+  im2col + col2im and the GEMM floor (its matmuls timed alone), and the
+  memory of the case;
 * ``run_naive``: the naive NumPy references of ``minidl.ops`` (plain loops),
   ONE run each. Where the full case would take minutes, they run on a slice
   of the problem (fewer images, fewer output channels) and the time is scaled
@@ -121,6 +122,59 @@ def im2col_share(step, repeats):
             setattr(conv, n, fn)
 
 
+def _layout(a):
+    """What a replay needs to rebuild an operand: shape, strides, dtype."""
+    return tuple(a.shape), tuple(a.strides), a.dtype.str
+
+
+def _strided(rng, layout):
+    """A random array with ``layout``'s shape, strides and dtype (a view of
+    a buffer just long enough): a transposed view stays a transposed view."""
+    shape, strides, dtype = layout
+    itemsize = np.dtype(dtype).itemsize
+    span = 1 + sum((n - 1) * step // itemsize for n, step in zip(shape, strides))
+    buffer = rng.standard_normal(span).astype(dtype)
+    return np.lib.stride_tricks.as_strided(buffer, shape, strides)
+
+
+def gemm_floor(step, repeats):
+    """The GEMM floor of a conv step: seconds of the matmuls it runs, each
+    timed alone. One run of ``step`` records every ``np.matmul`` call
+    (operand layouts, and which thread made it); each distinct call is then
+    replayed on random operands of the same layouts, with a one-thread BLAS
+    (the median of ``repeats`` samples), and the times are summed thread by
+    thread. The workers run at once, so the floor is the largest of those
+    sums: what the step would take if everything outside its GEMMs were
+    free. {"seconds", "calls", "threads"}; None if no matmul ran."""
+    from ..ops.parallel import one_thread_blas
+    original, calls = np.matmul, []
+
+    def recording(a, b, *args, **kwargs):
+        out = kwargs.get("out")
+        calls.append((threading.get_ident(), _layout(a), _layout(b),
+                      None if out is None else _layout(out)))
+        return original(a, b, *args, **kwargs)
+
+    np.matmul = recording
+    try:
+        step()
+    finally:
+        np.matmul = original
+    if not calls:
+        return None
+    rng, timed, per_thread = np.random.default_rng(SEED), {}, {}
+    with one_thread_blas():
+        for thread, *layouts in calls:
+            key = tuple(layouts)
+            if key not in timed:
+                a, b = _strided(rng, layouts[0]), _strided(rng, layouts[1])
+                out = None if layouts[2] is None else _strided(rng, layouts[2])
+                timed[key] = measure(lambda: np.matmul(a, b, out=out), repeats=repeats,
+                                     min_sample_s=0.002)["median"]
+            per_thread[thread] = per_thread.get(thread, 0.0) + timed[key]
+    return {"seconds": max(per_thread.values()), "calls": len(calls), "threads": len(per_thread)}
+
+
 def run_kernel(spec, result):
     """Numba CPU (and CUDA, peers) timings of one kernel case."""
     import minidl  # noqa: F401  (imports counted in the baseline memory)
@@ -139,7 +193,9 @@ def run_kernel(spec, result):
         def fwd_only():
             fast_op(case)(**plain)
         result.update(im2col_share={"fwd": im2col_share(fwd_only, repeats),
-                                    "fwd+bwd": im2col_share(step, repeats)})
+                                    "fwd+bwd": im2col_share(step, repeats)},
+                      gemm_floor={"fwd": gemm_floor(fwd_only, repeats),
+                                  "fwd+bwd": gemm_floor(step, repeats)})
     if spec.get("gpu"):
         from ..backend import require_cupy
         cp = require_cupy()

@@ -249,7 +249,32 @@ def kernel_lines(results, cmd):
                   "ratio of work: these loops do the same work for every image and output "
                   "channel):", ""]
         lines += [f"- {m}" for m in methods]
-    return lines
+    return lines + floor_lines(results, names)
+
+
+def floor_lines(results, names):
+    """The conv cases against their GEMM floor (bench/kernels.gemm_floor), and
+    PyTorch's time against the same floor where it ran."""
+    rows = []
+    for name in names:
+        entry = results["kernels"][name]
+        for passes in PASSES:
+            floor = _get(entry, "fast", "gemm_floor", passes, "seconds")
+            cpu, torch = (kernel_seconds(entry, column, passes) for column in ("cpu", "torch"))
+            if floor and cpu:
+                rows.append([f"`{name}`", passes, ms(cpu), ms(floor), f"{cpu / floor:.2f}",
+                             ms(torch) if torch else "–",
+                             f"{torch / floor:.2f}" if torch else "–"])
+    if not rows:
+        return []
+    return ["", "### conv2d against its GEMM floor", "",
+            "GEMM floor: the matmuls one call runs (recorded), each timed alone with a "
+            "one-thread BLAS on operands of the same layouts, summed per worker thread; the "
+            "largest sum (the workers run at once). It is what im2col + GEMM would take if "
+            "everything outside the GEMMs were free. A PyTorch time under the floor is one "
+            "this design cannot reach with this BLAS.", ""] + _table(
+        ["case", "pass", "Numba CPU ms", "GEMM floor ms", "minidl / floor", "PyTorch CPU ms",
+         "PyTorch / floor"], rows)
 
 
 def network_lines(results, cmd):
