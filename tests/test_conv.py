@@ -396,6 +396,7 @@ def test_small_columns_are_kept_for_grad_w(monkeypatch, weight_grad, workers):
     only, and backward (also a second one, with retain_graph) gets the naive
     gradients. Without grad w nothing is kept."""
     monkeypatch.setattr(parallel, "cpu_workers", lambda: workers)
+    monkeypatch.setattr(conv, "SHARE_FROM_FLOPS", 0)     # shared out, however small
     calls = []
     real_im2col = conv._im2col
     monkeypatch.setattr(conv, "_im2col", lambda *a: calls.append(1) or real_im2col(*a))
@@ -445,6 +446,7 @@ def test_backward_takes_forwards_last_chunk_from_the_workspace_only_if_still_the
     backward, retain_graph) used that workspace in between; the gradients
     are the loops' either way."""
     monkeypatch.setattr(parallel, "cpu_workers", lambda: workers)
+    monkeypatch.setattr(conv, "SHARE_FROM_FLOPS", 0)     # shared out, however small
     calls = []
     real_im2col = conv._im2col
     monkeypatch.setattr(conv, "_im2col", lambda *a: calls.append(a[0].shape[0]) or real_im2col(*a))
@@ -483,6 +485,7 @@ def test_any_chunking_matches_naive_backward(case, images_per_chunk, workers, we
     default_il = conv.INTERLEAVED_BELOW_OW, conv.INTERLEAVED_FROM_IMAGES
     conv.INTERLEAVED_BELOW_OW, conv.INTERLEAVED_FROM_IMAGES = (10**9, 1) if interleaved else (0, 1)
     default_workers, parallel.cpu_workers = parallel.cpu_workers, lambda: workers
+    default_share, conv.SHARE_FROM_FLOPS = conv.SHARE_FROM_FLOPS, 0     # shared out, however small
     try:
         x = minidl.Tensor(case["x"], requires_grad=True)
         w = minidl.Tensor(case["weight"], requires_grad=weight_grad)
@@ -493,7 +496,7 @@ def test_any_chunking_matches_naive_backward(case, images_per_chunk, workers, we
     finally:
         conv.COL_CHUNK_BYTES, conv.GW_TRANSPOSED_BELOW = default, default_gw
         conv.INTERLEAVED_BELOW_OW, conv.INTERLEAVED_FROM_IMAGES = default_il
-        parallel.cpu_workers = default_workers
+        parallel.cpu_workers, conv.SHARE_FROM_FLOPS = default_workers, default_share
     gx, gw, gb = conv.conv2d_naive_backward(case["x"], case["weight"], gy, geo, case["groups"])
     np.testing.assert_allclose(y.data, naive(case)[0], rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(x.grad.data, gx, rtol=1e-10, atol=1e-10)

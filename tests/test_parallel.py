@@ -11,6 +11,13 @@ import minidl.nn.functional as F
 from minidl.ops import conv, im2col, parallel
 
 
+@pytest.fixture(autouse=True)
+def share_out_small_convs(monkeypatch):
+    """The convs here are small: share them out all the same (except where a
+    test sets SHARE_FROM_FLOPS itself)."""
+    monkeypatch.setattr(conv, "SHARE_FROM_FLOPS", 0)
+
+
 def blas_threads():
     """Thread counts of the BLAS libraries minidl found (NumPy's among them);
     read afresh through threadpoolctl, by their file."""
@@ -82,7 +89,8 @@ def test_workers_follow_the_blas_thread_count():
     with threadpool_limits(1, user_api="blas"):
         assert parallel.cpu_workers() == 1
         x = minidl.Tensor(np.ones((4, 2, 5, 5)))
-        assert conv.Conv2d(conv.conv_geometry(x.shape, (3, 2, 3, 3)), 1)._parts(x.data) == [[(0, 4)]]
+        geo = conv.conv_geometry(x.shape, (3, 2, 3, 3))
+        assert conv.Conv2d(geo, 1)._parts(x.data, np.ones((3, 2, 3, 3))) == [[(0, 4)]]
     assert parallel.cpu_workers() == min(blas_threads())
 
 
@@ -100,7 +108,36 @@ def test_chunks_are_shared_out_evenly(monkeypatch, N, workers, per_chunk, parts)
     geo = conv.conv_geometry(x.shape, (3, 2, 3, 3))
     monkeypatch.setattr(conv, "COL_CHUNK_BYTES", per_chunk * 2 * 9 * 9 * 4)    # per_chunk images
     monkeypatch.setattr(parallel, "cpu_workers", lambda: workers)
-    assert conv.Conv2d(geo, 1)._parts(x) == parts
+    assert conv.Conv2d(geo, 1)._parts(x, np.ones((3, 2, 3, 3))) == parts
+
+
+def test_a_small_conv_runs_as_one_part_on_this_thread_with_a_one_thread_blas(monkeypatch):
+    """Under SHARE_FROM_FLOPS forward flops: one part whatever W (its
+    chunks as for one worker), run on the calling thread with the BLAS at
+    one thread; from it on, W parts. The gradients are the loops' either way."""
+    x, w = np.ones((4, 2, 5, 5)), np.ones((3, 2, 3, 3))
+    geo = conv.conv_geometry(x.shape, w.shape)
+    flops = 2 * 4 * 3 * 2 * 9 * 3 * 3                    # 2*N*O*C_g*kh*kw*OH*OW
+    monkeypatch.setattr(parallel, "cpu_workers", lambda: 2)
+    monkeypatch.setattr(conv, "SHARE_FROM_FLOPS", flops + 1)
+    op = conv.Conv2d(geo, 1)
+    assert op._parts(x, w) == [[(0, 4)]] and op.small
+    monkeypatch.setattr(conv, "SHARE_FROM_FLOPS", flops)
+    assert op._parts(x, w) == [[(0, 2)], [(2, 4)]] and not op.small
+
+    monkeypatch.setattr(conv, "SHARE_FROM_FLOPS", flops + 1)
+    seen = []
+    real_im2col = conv._im2col
+    monkeypatch.setattr(conv, "_im2col", lambda *a: seen.append(
+        (threading.current_thread() is threading.main_thread(), blas_threads())) or real_im2col(*a))
+    rng = np.random.default_rng(3)
+    xv, wv, gy = rng.standard_normal(x.shape), rng.standard_normal(w.shape), rng.standard_normal((4, 3, 3, 3))
+    xt, wt = minidl.Tensor(xv, requires_grad=True), minidl.Tensor(wv, requires_grad=True)
+    F.conv2d(xt, wt).backward(gy)
+    assert seen == [(True, [1] * len(blas_threads()))]   # one im2col, kept for grad w
+    gx, gw, _ = conv.conv2d_naive_backward(xv, wv, gy, geo, 1)
+    np.testing.assert_allclose(xt.grad.data, gx, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(wt.grad.data, gw, rtol=1e-10, atol=1e-10)
 
 
 def test_numba_loops_release_the_gil():

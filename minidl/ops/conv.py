@@ -82,8 +82,10 @@ was taken is said beside it):
   conv1 0.86x and 1.01x, VGG conv3_1 0.90x and 0.94x, ResNet 1x1 0.89x and
   0.99x, ResNet 3x3 0.76x and 0.82x, Inception 5x5 0.78x and 0.64x; faster
   in 33 of 36 and 46 of 60 pairs. A single image (or a one-thread BLAS)
-  is one part, on the BLAS's own threads as before. Each worker keeps its
-  own workspace (below).
+  is one part, on the BLAS's own threads as before. A conv of fewer than
+  SHARE_FROM_FLOPS (7 MFLOP forward) is one part too, on the calling
+  thread with a one-thread BLAS: a hand-off to a helper costs more than it
+  saves there. Each worker keeps its own workspace (below).
 * Grad x of a chunk of images with short rows (stride 1, OW < 16, at
   least 2 images: LeNet conv2, ResNet's 14x14 and 7x7 stages) goes through
   col2im_interleaved: gY is first moved to (O*L, nb), the images innermost,
@@ -135,6 +137,15 @@ GW_TRANSPOSED_BELOW = 128
 # not in the whole conv (equal in 10 interleaved rounds), so the rule
 # stays OW < 16.
 INTERLEAVED_BELOW_OW = 16
+# A conv of fewer forward flops (2*N*O*C_g*kh*kw*OH*OW) runs on the calling
+# thread alone, with a one-thread BLAS: handing a part to a helper thread
+# costs about 0.05 ms (ops/parallel.py), more than a small conv's second
+# core saves. Forward+backward on one part / on two (best of 200 per
+# process, 4 alternated rounds, medians): a 2x1x4x4 input 0.41; LeNet-5's
+# C1 at batch 8 (1.9 MFLOP) 0.78, C3 at batch 8 (3.8) 0.76, C5 at batch 32
+# (3.1) 0.76 and 64 (6.1) 0.87; but C1 at batch 32 (7.5) 1.12 and 64 (15)
+# 1.55, C3 at batch 32 (15) 1.36 and 64 (31) 1.65.
+SHARE_FROM_FLOPS = 7e6
 INTERLEAVED_FROM_IMAGES = 2
 
 # kernel size, stride, padding on each side, dilation and output size of one conv2d call
@@ -282,15 +293,28 @@ class Conv2d(Function):
         step = max(1, -(-N // n_chunks))                  # ceil(N / n_chunks)
         return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)]
 
-    def _parts(self, x):
+    def _parts(self, x, w):
         """The chunks shared out between the workers: W runs of consecutive
         chunks (fewer if there are fewer chunks). Forward keeps them for
         backward, which must take the same chunks (the kept columns are by
-        chunk; each worker finds its last chunk in its thread's workspace)."""
+        chunk; each worker finds its last chunk in its thread's workspace).
+        Sets self.small: a conv of fewer than SHARE_FROM_FLOPS runs as one
+        part on this thread, with a one-thread BLAS."""
+        N, C, O = x.shape[0], x.shape[1], w.shape[0]
+        flops = 2 * N * O * (C // self.groups) * self.geo.kh * self.geo.kw * self.geo.OH * self.geo.OW
         workers = self._workers(x)
-        chunks = self._chunks(x, workers)
-        W = max(1, min(workers, len(chunks)))                     # N = 0: one empty part
+        self.small = workers > 1 and flops < SHARE_FROM_FLOPS
+        chunks = self._chunks(x, 1 if self.small else workers)
+        W = 1 if self.small else max(1, min(workers, len(chunks)))    # N = 0: one empty part
         return [chunks[k * len(chunks) // W:(k + 1) * len(chunks) // W] for k in range(W)]
+
+    def _share_out(self, fn):
+        """[fn(part) for part in self.parts], the parts at once on the workers
+        (parallel.in_parallel); a small conv's one part with a one-thread BLAS."""
+        if self.small:
+            with parallel.one_thread_blas():
+                return [fn(part) for part in self.parts]
+        return parallel.in_parallel(fn, self.parts)
 
     def _keeps_columns(self, x):
         """Forward keeps its columns for grad w: wanted, not a plain GEMM, and
@@ -352,8 +376,8 @@ class Conv2d(Function):
                 if b is not None:                        # while the chunk of y is in the cache
                     y[n0:n1] += b.reshape(1, O, 1, 1)             # (nb, O, OH, OW)
 
-        self.parts = self._parts(x)         # backward shares out the same chunks
-        parallel.in_parallel(run, self.parts)
+        self.parts = self._parts(x, w)      # backward shares out the same chunks
+        self._share_out(run)
         self.x, self.w, self.has_bias = x, w, b is not None
         return y
 
@@ -413,7 +437,7 @@ class Conv2d(Function):
             return gw, gb
 
         # each worker's sums of gw and gb, added in the order of the workers (reproducible)
-        sums = parallel.in_parallel(run, self.parts)
+        sums = self._share_out(run)
         gw, gb = (_sum_in_order(part[i] for part in sums) for i in (0, 1))
         if need_w and gw is None:                                 # no images: N == 0
             gw = xp.zeros_like(w)
