@@ -10,7 +10,10 @@ its GFLOP/s (3 GEMMs of 2*N*O*C_g*kh*kw*OH*OW flops), the ratio to the SGEMM
 peak measured in the same run (a 2048^3 float32 matmul), and the share of
 that time spent inside im2col + col2im (and the move of gy that
 col2im_interleaved needs; timed by wrapping them, as `minidl bench`
-does). Times are the best of REPEATS runs; the median is printed too.
+does), and the GEMM floor: the conv's own matmuls timed alone, one-thread
+BLAS, the largest sum over the worker threads (as `minidl bench`; the
+best time over it in the last column). Times are the best of REPEATS
+runs; the median is printed too.
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from the environment
 before NumPy loads OpenBLAS (they select a slower kernel).
 
@@ -61,7 +64,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import minidl  # noqa: E402
-from minidl.bench.kernels import im2col_share  # noqa: E402
+from minidl.bench.kernels import gemm_floor, im2col_share  # noqa: E402
 from minidl.ops import conv  # noqa: E402
 
 REPEATS = 5
@@ -96,7 +99,8 @@ def sgemm_peak():
 
 
 def time_case(N, C, H, W, O, k, stride, padding):
-    """(fwd+bwd best s, median s, GFLOP, im2col+col2im share) for one conv."""
+    """(fwd+bwd best s, median s, GFLOP, im2col+col2im share, GEMM floor s)
+    for one conv; the floor: minidl.bench.kernels.gemm_floor."""
     rng = np.random.default_rng(0)
     x = minidl.Tensor(rng.standard_normal((N, C, H, W)).astype(np.float32), requires_grad=True)
     w = minidl.Tensor(rng.standard_normal((O, C, k, k)).astype(np.float32), requires_grad=True)
@@ -110,7 +114,7 @@ def time_case(N, C, H, W, O, k, stride, padding):
 
     best, median = best_time(step)
     gflop = 3 * 2 * N * O * C * k * k * geo.OH * geo.OW / 1e9
-    return best, median, gflop, im2col_share(step, REPEATS)
+    return best, median, gflop, im2col_share(step, REPEATS), gemm_floor(step, REPEATS)["seconds"]
 
 
 def cold_start():
@@ -138,11 +142,12 @@ def main():
     peak = sgemm_peak()
     print(f"SGEMM peak (2048^3 float32 matmul): {peak:.0f} GFLOP/s")
     print(f"{'case':16s} {'fwd+bwd ms':>11s} {'median':>8s} {'GFLOP/s':>8s} {'% peak':>7s} "
-          f"{'im2col+col2im':>14s}")
+          f"{'im2col+col2im':>14s} {'GEMM floor ms':>14s} {'x floor':>8s}")
     for name, case in CASES.items():
-        best, median, gflop, share = time_case(*case)
+        best, median, gflop, share, floor = time_case(*case)
         print(f"{name:16s} {best * 1e3:11.1f} {median * 1e3:8.1f} {gflop / best:8.0f} "
-              f"{100 * gflop / best / peak:6.0f}% {100 * share:13.0f}%")
+              f"{100 * gflop / best / peak:6.0f}% {100 * share:13.0f}% {floor * 1e3:14.1f} "
+              f"{best / floor:8.2f}")
 
 
 if __name__ == "__main__":
