@@ -17,9 +17,9 @@ runs; the median is printed too.
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from the environment
 before NumPy loads OpenBLAS (they select a slower kernel).
 
-Measured here: 2 cores (AMD EPYC, AVX-512; OpenBLAS 0.3.31, SkylakeX
-kernel), shared with about five other engineers' jobs that kept both cores
-busy nearly all the time. Two-thread wall-clock times then swing 2-10x from
+Measured on the project's first machine: 2 cores (AMD EPYC, AVX-512;
+OpenBLAS 0.3.31, SkylakeX kernel), shared with about five other engineers'
+jobs that kept both cores busy nearly all the time. Two-thread wall-clock times then swing 2-10x from
 run to run (the 2048^3 SGEMM itself gave 60 to 190 GFLOP/s): a thread of
 every GEMM waits for its partner to be scheduled. With one thread, the CPU
 time of this process does not count the others' jobs and repeats within a
@@ -39,6 +39,25 @@ few % -- those are the figures to compare:
 im2col/col2im of ops/im2col.py, the same command gave LeNet conv2 2.5 ms and
 45%, AlexNet conv1 76.4 ms and 23%, ResNet 3x3 81.7 ms, Inception 5x5 9.0 ms;
 RESULTS.md has both tables.)
+
+On the current machine (AMD EPYC Zen 3, AVX2; OpenBLAS 0.3.31, Haswell
+kernel), the same command in the ninth session, with the GEMM floor (the
+second of two runs one after the other, which agreed within 0.1 ms on
+LeNet and Inception and within 9% elsewhere; a third, a few minutes later
+in a noisier spell, gave LeNet conv2 3.8 ms and Inception 5x5 12.0 ms
+over floors of 1.8 and 8.1):
+
+    SGEMM peak (2048^3 float32 matmul): 90-93 GFLOP/s in those runs
+    case              fwd+bwd ms   median  GFLOP/s  % peak  im2col+col2im  GEMM floor ms  x floor
+    LeNet conv2              2.4      2.5       38     40%            16%            1.6     1.56
+    AlexNet conv1           68.8     70.7       74     78%            12%           62.4     1.10
+    VGG conv3_1            538.3    540.7       82     87%             6%          508.1     1.06
+    ResNet 1x1              35.8     36.3       69     73%             0%           36.8     0.97
+    ResNet 3x3              78.4     80.4       71     75%            11%           75.3     1.04
+    Inception 5x5            8.7      9.0       56     59%            17%            7.7     1.13
+
+On one core minidl runs within 13% of its GEMM floor on all but LeNet
+conv2, whose GEMMs (16 output channels) are short next to its copies.
 
 Two threads, wall clock: the figures of `python benchmarks/run.py`, in
 benchmarks/RESULTS.md (several runs, with their spread). Since the eighth
