@@ -137,6 +137,7 @@ GW_TRANSPOSED_BELOW = 128
 # not in the whole conv (equal in 10 interleaved rounds), so the rule
 # stays OW < 16.
 INTERLEAVED_BELOW_OW = 16
+INTERLEAVED_FROM_IMAGES = 2
 # A conv of fewer forward flops (2*N*O*C_g*kh*kw*OH*OW) runs on the calling
 # thread alone, with a one-thread BLAS: handing a part to a helper thread
 # costs about 0.05 ms (ops/parallel.py), more than a small conv's second
@@ -146,7 +147,6 @@ INTERLEAVED_BELOW_OW = 16
 # (3.1) 0.76 and 64 (6.1) 0.87; but C1 at batch 32 (7.5) 1.12 and 64 (15)
 # 1.55, C3 at batch 32 (15) 1.36 and 64 (31) 1.65.
 SHARE_FROM_FLOPS = 7e6
-INTERLEAVED_FROM_IMAGES = 2
 
 # kernel size, stride, padding on each side, dilation and output size of one conv2d call
 Geometry = namedtuple("Geometry", "kh kw sh sw pad_top pad_bottom pad_left pad_right dh dw OH OW")
@@ -300,8 +300,8 @@ class Conv2d(Function):
         chunk; each worker finds its last chunk in its thread's workspace).
         Sets self.small: a conv of fewer than SHARE_FROM_FLOPS runs as one
         part on this thread, with a one-thread BLAS."""
-        N, C, O = x.shape[0], x.shape[1], w.shape[0]
-        flops = 2 * N * O * (C // self.groups) * self.geo.kh * self.geo.kw * self.geo.OH * self.geo.OW
+        (N, C), O, geo = x.shape[:2], w.shape[0], self.geo
+        flops = 2 * N * O * (C // self.groups) * geo.kh * geo.kw * geo.OH * geo.OW
         workers = self._workers(x)
         self.small = workers > 1 and flops < SHARE_FROM_FLOPS
         chunks = self._chunks(x, 1 if self.small else workers)

@@ -25,6 +25,13 @@ core from the workers meanwhile (up to 2x on a conv). So minidl's other
 products (Linear, matmul) go through ``matmul`` below, with a one-thread
 BLAS too. Your own multi-threaded ``a @ b`` between layers, or a conv of a
 single image (one part, on the BLAS's threads), still wakes them.
+
+Another: the workers assume the cores are free. Each call ends when its
+slowest part does, so a thread of yours that keeps a core busy (a
+DataLoader augmenting in the background on 2 cores) makes the scheduler
+set a worker aside and the others wait: there one worker was faster
+(LeNet conv2 at batch 32 beside a busy NumPy thread: 1.41-1.50 ms
+forward+backward with two, 1.11-1.15 with one; benchmarks/RESULTS.md).
 """
 import os
 import threading
