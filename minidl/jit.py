@@ -20,7 +20,7 @@ parallel loop and steal the cores from the BLAS threads of the next GEMM:
 a LeNet-5 training step (batch 32, 2 cores) measured 142 ms with OpenMP
 against 8 ms with workqueue. The price: workqueue must not be entered from
 two Python threads at once (minidl's DataLoader threads run only the
-transforms, which use scipy, never these kernels).
+transforms: scipy, and warp_bilinear, which is not a parallel kernel).
 """
 import functools
 import glob

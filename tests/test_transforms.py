@@ -30,22 +30,22 @@ def test_flip_is_reversed_columns():
 
 @settings(max_examples=40, deadline=None)
 @given(c=st.sampled_from([1, 3]), H=st.integers(1, 9), W=st.integers(1, 9),
-       h=st.integers(1, 9), w=st.integers(1, 9), padding=st.integers(0, 2),
-       seed=st.integers(0, 1000))
-def test_random_crop_is_a_window_of_the_padded_image(c, H, W, h, w, padding, seed):
-    x = 1 + np.arange(c * H * W, dtype=np.float32).reshape(c, H, W)   # no zeros inside
-    t = T.RandomCrop((h, w), padding=padding)
+       h=st.integers(1, 9), w=st.integers(1, 9), padding=st.integers(0, 3),
+       seed=st.integers(0, 1000), fill=st.sampled_from([0.0, -0.5]))
+def test_random_crop_is_a_window_of_the_padded_image(c, H, W, h, w, padding, seed, fill):
+    x = 1 + np.arange(c * H * W, dtype=np.float32).reshape(c, H, W)   # no fill value inside
+    t = T.RandomCrop((h, w), padding=padding, fill=fill)
     if h > H + 2 * padding or w > W + 2 * padding:
         with pytest.raises(ValueError, match=rf"smaller than the crop \({h}x{w}\)"):
             t(x, rng(seed))
         return
     out = t(x, rng(seed))
-    padded = np.zeros((c, H + 2 * padding, W + 2 * padding), np.float32)
+    padded = np.full((c, H + 2 * padding, W + 2 * padding), fill, np.float32)
     padded[:, padding:padding + H, padding:padding + W] = x
     windows = [(top, left) for top in range(H + 2 * padding - h + 1)
                for left in range(W + 2 * padding - w + 1)
                if np.array_equal(padded[:, top:top + h, left:left + w], out)]
-    assert out.shape == (c, h, w) and windows
+    assert out.shape == (c, h, w) and out.dtype == x.dtype and windows
 
 
 def test_random_crop_reaches_every_offset():
@@ -119,6 +119,28 @@ def test_rotation_by_90_is_rot90(n, c):
     np.testing.assert_allclose(T.RandomRotation((-90, -90))(x), np.rot90(x, -1, axes=(1, 2)),
                                atol=1e-5)
     np.testing.assert_allclose(T.RandomRotation((180, 180))(x), x[:, ::-1, ::-1], atol=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(c=st.integers(1, 3), h=st.integers(1, 13), w=st.integers(1, 13),
+       matrix=st.lists(st.floats(-3, 3), min_size=4, max_size=4),
+       offset=st.lists(st.floats(-8, 8), min_size=2, max_size=2),
+       fill=st.floats(-2, 2), dtype=st.sampled_from([np.float32, np.float64]))
+def test_warp_bilinear_is_scipys_affine_transform(c, h, w, matrix, offset, fill, dtype):
+    """The Numba warp behind rotation and shear against an independent
+    implementation: scipy.ndimage's order-1 affine_transform, mode
+    "grid-constant", channel by channel, on any matrix (not only rotations)
+    and offset, points inside, across and beyond the edges."""
+    from scipy import ndimage
+    x = image(c=c, h=h, w=w, dtype=dtype)
+    m, off = np.array(matrix).reshape(2, 2), np.array(offset)
+    out = np.empty_like(x)
+    T.warp_bilinear(x, m, off, fill, out)
+    expected = np.stack([ndimage.affine_transform(ch, m, offset=off, order=1,
+                                                  mode="grid-constant", cval=fill) for ch in x])
+    assert out.dtype == x.dtype
+    np.testing.assert_allclose(out, expected, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)
 
 
 def test_rotation_keeps_the_inside_of_a_constant_image():

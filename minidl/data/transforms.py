@@ -9,8 +9,10 @@ the seed, the epoch and the sample index, so results are reproducible);
 ``t(img)`` uses minidl's global generator (``minidl.manual_seed``). A
 transform never changes its input; the output has the input's dtype.
 
-Geometry is resampled with scipy.ndimage (bilinear, ``order=1``); points
-that fall outside the image get ``fill`` (0 by default). The lectures' list:
+Geometry is resampled bilinearly (scipy.ndimage's ``order=1``): rotation
+and shear by a Numba loop, ``warp_bilinear``, checked against scipy's
+affine_transform; resizing and elastic distortion by scipy.ndimage itself.
+Points that fall outside the image get ``fill`` (0 by default). The lectures' list:
 mirroring (RandomHorizontalFlip), random cropping (RandomCrop,
 RandomResizedCrop), rotation (RandomRotation), shearing (RandomShear),
 local warping (ElasticDistortion), colour shifting (ColorShift,
@@ -19,6 +21,7 @@ PCAColorAugmentation), and multi-crop at test time (TenCrop).
 """
 import numpy as np
 
+from ..jit import njit
 from ..tensor import default_rng
 
 
@@ -80,11 +83,43 @@ def _warp(img, matrix, fill):
     """out[:, p] = img[:, c + matrix @ (p - c)], p = (row, col), c = the centre."""
     centre = (np.array(img.shape[1:]) - 1) / 2
     offset = centre - matrix @ centre
-    # "grid-constant": the image continues as ``fill`` beyond its edges, so a
-    # point a hair outside (sin(pi) = 1e-16) still interpolates its neighbours
-    affine = _ndimage().affine_transform
-    return np.stack([affine(ch, matrix, offset=offset, order=1, mode="grid-constant", cval=fill)
-                     for ch in img])
+    out = np.empty_like(img)
+    warp_bilinear(img, np.asarray(matrix, np.float64), offset, float(fill), out)
+    return out
+
+
+@njit
+def _pixel(plane, r, s, fill):
+    """plane[r, s], or ``fill`` outside the plane."""
+    H, W = plane.shape
+    return plane[r, s] if 0 <= r < H and 0 <= s < W else fill
+
+
+@njit
+def warp_bilinear(img, matrix, offset, fill, out):
+    """out[c, i, j] = img[c] at the point (r, s) = matrix @ (i, j) + offset,
+    interpolated bilinearly between its 4 neighbouring pixels; the image
+    continues as ``fill`` beyond its edges, so a point a hair outside
+    (sin(pi) = 1e-16) still interpolates its neighbours. That is
+    scipy.ndimage.affine_transform with order=1 and mode="grid-constant",
+    which the tests hold it against; in float64, then cast to out's dtype.
+    img, out (C, H, W); matrix (2, 2), offset (2,) float64. A Numba loop: about
+    40x faster than scipy's general one on a 32x32 digit (the main job's
+    augmentation)."""
+    C, H, W = img.shape
+    for i in range(H):
+        for j in range(W):
+            r = matrix[0, 0] * i + matrix[0, 1] * j + offset[0]
+            s = matrix[1, 0] * i + matrix[1, 1] * j + offset[1]
+            r0, s0 = np.floor(r), np.floor(s)
+            fr, fs = r - r0, s - s0                       # weights of the far neighbours
+            r0, s0 = int(r0), int(s0)
+            for c in range(C):
+                plane = img[c]
+                top = (1 - fs) * _pixel(plane, r0, s0, fill) + fs * _pixel(plane, r0, s0 + 1, fill)
+                bottom = (1 - fs) * _pixel(plane, r0 + 1, s0, fill) + \
+                    fs * _pixel(plane, r0 + 1, s0 + 1, fill)
+                out[c, i, j] = (1 - fr) * top + fr * bottom
 
 
 class Transform:
@@ -147,15 +182,20 @@ class RandomCrop(Transform):
         self.padding, self.fill = int(padding), fill
 
     def apply(self, img, rng):
-        p = self.padding
-        if p:
-            img = np.pad(img, ((0, 0), (p, p), (p, p)), constant_values=self.fill)
-        (h, w), (H, W) = self.size, img.shape[1:]
-        if h > H or w > W:
-            raise ValueError(f"RandomCrop: the image ({H - 2 * p}x{W - 2 * p}, padded by "
-                             f"{p}) is smaller than the crop ({h}x{w})")
-        top, left = rng.integers(0, H - h + 1), rng.integers(0, W - w + 1)
-        return img[:, top:top + h, left:left + w].copy()
+        p, (h, w), (C, H, W) = self.padding, self.size, img.shape
+        if h > H + 2 * p or w > W + 2 * p:
+            raise ValueError(f"RandomCrop: the image ({H}x{W}, padded by {p}) is smaller "
+                             f"than the crop ({h}x{w})")
+        top, left = rng.integers(0, H + 2 * p - h + 1), rng.integers(0, W + 2 * p - w + 1)
+        # the window is rows [y0, y0 + h) and columns [x0, x0 + w) of img, which
+        # may reach into the padding: copy the part inside img into a filled
+        # window (np.pad of the whole image took 4x longer on a 32x32 digit)
+        y0, x0 = top - p, left - p
+        out = np.full((C, h, w), self.fill, dtype=img.dtype)
+        r0, c0 = max(y0, 0), max(x0, 0)                  # empty when the window is
+        r1, c1 = max(r0, min(y0 + h, H)), max(c0, min(x0 + w, W))   # all padding
+        out[:, r0 - y0:r1 - y0, c0 - x0:c1 - x0] = img[:, r0:r1, c0:c1]
+        return out
 
 
 class CenterCrop(Transform):
