@@ -83,7 +83,7 @@ was taken is said beside it):
   0.99x, ResNet 3x3 0.76x and 0.82x, Inception 5x5 0.78x and 0.64x; faster
   in 33 of 36 and 46 of 60 pairs. A single image (or a one-thread BLAS)
   is one part, on the BLAS's own threads as before. A conv of fewer than
-  SHARE_FROM_FLOPS (7 MFLOP forward) is one part too, on the calling
+  SHARE_FROM_FLOPS (20 MFLOP forward) is one part too, on the calling
   thread with a one-thread BLAS: a hand-off to a helper costs more than it
   saves there. Each worker keeps its own workspace (below).
 * Grad x of a chunk of images with short rows (stride 1, OW < 16, at
@@ -140,13 +140,17 @@ INTERLEAVED_BELOW_OW = 16
 INTERLEAVED_FROM_IMAGES = 2
 # A conv of fewer forward flops (2*N*O*C_g*kh*kw*OH*OW) runs on the calling
 # thread alone, with a one-thread BLAS: handing a part to a helper thread
-# costs about 0.05 ms (ops/parallel.py), more than a small conv's second
-# core saves. Forward+backward on one part / on two (best of 200 per
-# process, 4 alternated rounds, medians): a 2x1x4x4 input 0.41; LeNet-5's
-# C1 at batch 8 (1.9 MFLOP) 0.78, C3 at batch 8 (3.8) 0.76, C5 at batch 32
-# (3.1) 0.76 and 64 (6.1) 0.87; but C1 at batch 32 (7.5) 1.12 and 64 (15)
-# 1.55, C3 at batch 32 (15) 1.36 and 64 (31) 1.65.
-SHARE_FROM_FLOPS = 7e6
+# costs about 0.05 ms (ops/parallel.py), and the call waits for its slowest
+# part. Alone on free cores, forward+backward on one part / on two (best of
+# 200 per process, 4 alternated rounds, medians): a 2x1x4x4 input 0.41;
+# LeNet-5's C1 at batch 8 (1.9 MFLOP) 0.78, C3 at batch 8 (3.8) 0.76, C5
+# at batch 32 (3.1) 0.76 and 64 (6.1) 0.87; but C1 at batch 32 (7.5) 1.12
+# and 64 (15) 1.55, C3 at batch 32 (15) 1.36 and 64 (31) 1.65. Inside the
+# main job, though (batch 32, a DataLoader thread augmenting beside it),
+# one part was faster for those mid-sized convs: 2e7 against 7e6 here,
+# 8.7-10.3 against 9.3-10.4 s, faster in 5 of 6 alternated runs; the
+# LeNet-5 step alone, without that thread, equal within the noise.
+SHARE_FROM_FLOPS = 2e7
 
 # kernel size, stride, padding on each side, dilation and output size of one conv2d call
 Geometry = namedtuple("Geometry", "kh kw sh sw pad_top pad_bottom pad_left pad_right dh dw OH OW")
