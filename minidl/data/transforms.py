@@ -103,9 +103,9 @@ def warp_bilinear(img, matrix, offset, fill, out):
     (sin(pi) = 1e-16) still interpolates its neighbours. That is
     scipy.ndimage.affine_transform with order=1 and mode="grid-constant",
     which the tests hold it against; in float64, then cast to out's dtype.
-    img, out (C, H, W); matrix (2, 2), offset (2,) float64. A Numba loop: about
-    40x faster than scipy's general one on a 32x32 digit (the main job's
-    augmentation)."""
+    img, out (C, H, W); matrix (2, 2), offset (2,) float64. A Numba loop:
+    19 us on a 32x32 digit, against 64 us for scipy's general one (the main
+    job's augmentation)."""
     C, H, W = img.shape
     for i in range(H):
         for j in range(W):
@@ -189,7 +189,7 @@ class RandomCrop(Transform):
         top, left = rng.integers(0, H + 2 * p - h + 1), rng.integers(0, W + 2 * p - w + 1)
         # the window is rows [y0, y0 + h) and columns [x0, x0 + w) of img, which
         # may reach into the padding: copy the part inside img into a filled
-        # window (np.pad of the whole image took 4x longer on a 32x32 digit)
+        # window (9 us on a 32x32 digit; np.pad-ing the whole image took 46)
         y0, x0 = top - p, left - p
         out = np.full((C, h, w), self.fill, dtype=img.dtype)
         r0, c0 = max(y0, 0), max(x0, 0)                  # empty when the window is
