@@ -18,8 +18,9 @@ OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from the environment
 before NumPy loads OpenBLAS (they select a slower kernel).
 
 Measured on the project's first machine: 2 cores (AMD EPYC, AVX-512;
-OpenBLAS 0.3.31, SkylakeX kernel), shared with about five other engineers'
-jobs that kept both cores busy nearly all the time. Two-thread wall-clock times then swing 2-10x from
+OpenBLAS 0.3.31, SkylakeX kernel), shared with about five other
+engineers' jobs that kept both cores busy nearly all the time. Two-thread
+wall-clock times then swing 2-10x from
 run to run (the 2048^3 SGEMM itself gave 60 to 190 GFLOP/s): a thread of
 every GEMM waits for its partner to be scheduled. With one thread, the CPU
 time of this process does not count the others' jobs and repeats within a
